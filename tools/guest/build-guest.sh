@@ -1,0 +1,201 @@
+#!/usr/bin/env bash
+# Build (or reuse) a bootable Linux guest for the guest tests: Debian's
+# kernel plus a busybox initramfs with the virtio drivers.
+#
+# Usage: build-guest.sh
+# Output: vmlinuz and initrd.img in
+#   ${VIOD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/viod}/guest/<kernel-pkg>_<version>/
+# The last line on stdout is that directory; all progress goes to stderr.
+#
+# The initramfs /init mounts proc, sys and devtmpfs, loads the virtio
+# modules, runs /test.sh if present (run-guest.sh --script appends it),
+# prints "VIOD-GUEST-EXIT <rc>" and powers off.
+#
+# Needs: apt-get/apt-cache, dpkg-deb, busybox-static, kmod (depmod,
+# modprobe), cpio, gzip. Downloads only through apt, from the machine's
+# configured Debian sources. Safe to run concurrently (flock on the cache).
+set -euo pipefail
+
+# Bump when the initramfs recipe changes, so stale caches are rebuilt.
+RECIPE=1
+
+# Modules /init loads; their dependencies are resolved with depmod.
+MODULES=(virtio_pci virtio_rng virtio_blk virtio_net virtio_balloon)
+
+log() { printf 'build-guest: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+for t in apt-get apt-cache dpkg-deb depmod modprobe cpio gzip flock; do
+	command -v "$t" >/dev/null || die "$t not found (run tools/install-deps.sh)"
+done
+BUSYBOX=/bin/busybox
+[ -x "$BUSYBOX" ] || die "$BUSYBOX not found (install busybox-static)"
+case $(LC_ALL=C ldd "$BUSYBOX" 2>&1 || true) in
+*"not a dynamic executable"* | *"statically linked"*) ;;
+*) die "$BUSYBOX is dynamically linked (install busybox-static)" ;;
+esac
+
+cache_root=${VIOD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/viod}/guest
+mkdir -p "$cache_root"
+
+# Prints the kernel package that linux-image-amd64 currently depends on.
+resolve_kernel_pkg() {
+	LC_ALL=C apt-cache depends linux-image-amd64 2>/dev/null |
+		awk '$1 == "Depends:" && $2 ~ /^linux-image-[0-9]/ { print $2; exit }'
+}
+
+pkg=$(resolve_kernel_pkg || true)
+if [ -z "$pkg" ]; then
+	log "apt-cache knows no linux-image-amd64; running apt-get update"
+	apt-get update -q >&2 || log "apt-get update failed"
+	pkg=$(resolve_kernel_pkg || true)
+fi
+ver=""
+if [ -n "$pkg" ]; then
+	ver=$(LC_ALL=C apt-cache policy "$pkg" | awk '$1 == "Candidate:" { print $2; exit }')
+	[ "$ver" != "(none)" ] || ver=""
+fi
+if [ -z "$pkg" ] || [ -z "$ver" ]; then
+	# Offline fallback: reuse the newest guest already built, if any.
+	last=$(find "$cache_root" -mindepth 2 -maxdepth 2 -name initrd.img -printf '%T@ %h\n' 2>/dev/null |
+		sort -n | tail -n 1 | cut -d' ' -f2-)
+	[ -n "$last" ] || die "cannot resolve the kernel package of linux-image-amd64"
+	log "cannot resolve the kernel package; reusing $last"
+	printf '%s\n' "$last"
+	exit 0
+fi
+
+key="${pkg}_${ver//:/%3a}"
+dest="$cache_root/$key"
+
+# Complete when both images exist and the stamp matches this recipe.
+is_complete() {
+	[ -s "$1/vmlinuz" ] && [ -s "$1/initrd.img" ] &&
+		[ "$(cat "$1/recipe" 2>/dev/null)" = "$RECIPE" ]
+}
+
+if is_complete "$dest"; then
+	printf '%s\n' "$dest"
+	exit 0
+fi
+
+# One builder at a time; others wait and then reuse its result.
+exec 9>"$cache_root/.lock"
+flock 9
+if is_complete "$dest"; then
+	printf '%s\n' "$dest"
+	exit 0
+fi
+
+# Work dir beside the cache so the final mv is a rename on one filesystem.
+work=$(mktemp -d "$cache_root/.build.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+start=$SECONDS
+
+log "downloading $pkg=$ver"
+mkdir "$work/dl"
+(cd "$work/dl" && apt-get download -q "$pkg=$ver") >&2
+deb=$(find "$work/dl" -name '*.deb' -print -quit)
+[ -n "$deb" ] || die "apt-get download produced no .deb"
+log "unpacking $(basename "$deb") ($((SECONDS - start)) s so far)"
+dpkg-deb -x "$deb" "$work/x"
+rm -rf "$work/dl"
+
+moddirs=("$work"/x/lib/modules/* "$work"/x/usr/lib/modules/*)
+moddir=""
+for d in "${moddirs[@]}"; do
+	if [ -d "$d" ]; then
+		[ -z "$moddir" ] || die "several module trees in $pkg"
+		moddir=$d
+	fi
+done
+[ -n "$moddir" ] || die "no module tree in $pkg"
+kver=$(basename "$moddir")
+modbase=${moddir%/lib/modules/"$kver"}	# depmod/modprobe -b/-d root
+vmlinuz=$(find "$work/x/boot" -maxdepth 1 -name "vmlinuz-$kver" -print -quit)
+[ -n "$vmlinuz" ] || die "no boot/vmlinuz-$kver in $pkg"
+
+depmod -b "$modbase" "$kver"
+
+# --- initramfs tree ---
+root="$work/root"
+mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,dev,proc,sys,tmp,run,etc,root}
+chmod 0755 "$root"
+chmod 1777 "$root/tmp"
+cp "$BUSYBOX" "$root/bin/busybox"
+# Applet symlinks at the paths busybox reports (bin/sh, sbin/modprobe, ...).
+while read -r applet; do
+	[ "$applet" = bin/busybox ] && continue
+	[ -e "$root/$applet" ] || ln -s /bin/busybox "$root/$applet"
+done < <("$BUSYBOX" --list-full)
+# The kernel opens /dev/console for /init's stdio before /init runs; only
+# root can make the node, and /init reopens the console after mounting
+# devtmpfs in any case.
+mknod -m 0600 "$root/dev/console" c 5 1 2>/dev/null ||
+	log "cannot mknod /dev/console (not root); relying on /init"
+
+# Modules: each requested one plus its dependencies, decompressed, at the
+# same relative path; then depmod on the subset so modprobe works in the guest.
+mkdir -p "$root/lib/modules/$kver"
+for m in "${MODULES[@]}"; do
+	out=$(modprobe -d "$modbase" -S "$kver" --show-depends "$m") ||
+		die "module $m not found in $pkg"
+	while read -r kind path _; do
+		[ "$kind" = insmod ] || continue	# "builtin X" needs nothing
+		rel=${path#"$modbase"/}
+		mkdir -p "$root/$(dirname "$rel")"
+		case $rel in
+		*.ko) cp "$path" "$root/$rel" ;;
+		*.ko.xz) xz -dc "$path" >"$root/${rel%.xz}" ;;
+		*.ko.zst) zstd -qdc "$path" >"$root/${rel%.zst}" ;;
+		*.ko.gz) gzip -dc "$path" >"$root/${rel%.gz}" ;;
+		*) die "unexpected module file $rel" ;;
+		esac
+	done <<<"$out"
+done
+for f in modules.order modules.builtin modules.builtin.modinfo; do
+	if [ -f "$moddir/$f" ]; then
+		cp "$moddir/$f" "$root/lib/modules/$kver/"
+	fi
+done
+depmod -b "$root" "$kver"
+
+cat >"$root/init" <<'EOF'
+#!/bin/sh
+# viod guest init: see tools/guest/build-guest.sh for the contract.
+export PATH=/sbin:/bin:/usr/sbin:/usr/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+exec </dev/console >/dev/console 2>&1
+for m in virtio_pci virtio_rng virtio_blk virtio_net virtio_balloon; do
+	modprobe "$m" || echo "init: modprobe $m failed"
+done
+rc=0
+if [ -f /test.sh ]; then
+	/test.sh
+	rc=$?
+fi
+echo "VIOD-GUEST-EXIT $rc"
+poweroff -f
+# Not reached unless poweroff failed: exiting init panics, and with
+# panic=-1 plus QEMU's -no-reboot that ends QEMU as well.
+EOF
+chmod 0755 "$root/init"
+
+log "modules: $(cd "$root" && find lib/modules -name '*.ko' -printf '%f\n' | sort | tr '\n' ' ')"
+
+mkdir "$work/out"
+(cd "$root" && find . -mindepth 1 | LC_ALL=C sort |
+	cpio -o -H newc -R 0:0 --reproducible --quiet) | gzip -9 -n >"$work/out/initrd.img"
+cp "$vmlinuz" "$work/out/vmlinuz"
+printf '%s\n' "$kver" >"$work/out/kernel-release"
+printf '%s\n' "$RECIPE" >"$work/out/recipe"
+
+# Publish atomically; an incomplete or stale dest (old recipe) is replaced.
+if [ -e "$dest" ]; then
+	mv -T "$dest" "$work/old"
+fi
+mv -T "$work/out" "$dest"
+log "built $dest in $((SECONDS - start)) s (initrd $(stat -c %s "$dest/initrd.img") bytes)"
+printf '%s\n' "$dest"
