@@ -1,0 +1,91 @@
+/* --device parsing: a comma-separated list, QEMU style. */
+#include "options.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "vhost/vhost.h"
+
+struct viod_dev *viod_device_from_spec(const char *spec, GError **err)
+{
+	g_auto(GStrv) parts = g_strsplit(spec, ",", -1);
+	const struct viod_device_ops *ops;
+	struct viod_dev *dev;
+	const char *id = NULL, *socket = NULL;
+	guint64 poll_us = G_MAXUINT64;
+
+	if (!parts[0] || !*parts[0]) {
+		g_set_error(err, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+			    "--device needs TYPE,id=ID,socket=PATH");
+		return NULL;
+	}
+	ops = viod_device_lookup(parts[0]);
+	if (!ops) {
+		g_set_error(err, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+			    "unknown device type '%s' (known: rng)", parts[0]);
+		return NULL;
+	}
+	/* First pass: common keys and duplicates. */
+	for (guint i = 1; parts[i]; i++) {
+		char *eq = strchr(parts[i], '=');
+
+		if (!eq || eq == parts[i] || !eq[1]) {
+			g_set_error(err, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+				    "device option '%s' is not key=value", parts[i]);
+			return NULL;
+		}
+		*eq = '\0';
+		for (guint j = 1; j < i; j++) {
+			if (strcmp(parts[j], parts[i]) == 0) {
+				g_set_error(err, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+					    "device option '%s' given twice", parts[i]);
+				return NULL;
+			}
+		}
+		if (strcmp(parts[i], "id") == 0)
+			id = eq + 1;
+		else if (strcmp(parts[i], "socket") == 0)
+			socket = eq + 1;
+		else if (strcmp(parts[i], "poll-us") == 0 &&
+			 !g_ascii_string_to_unsigned(eq + 1, 10, 0, 10000, &poll_us, err))
+			return NULL;
+	}
+	if (!id || !socket) {
+		g_set_error(err, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+			    "device '%s' needs id= and socket=", parts[0]);
+		return NULL;
+	}
+	if (!g_regex_match_simple("^[A-Za-z][A-Za-z0-9_.-]{0,63}$", id, 0, 0)) {
+		g_set_error(err, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+			    "bad device id '%s' (letters, digits, '_.-', at most 64)", id);
+		return NULL;
+	}
+
+	dev = viod_dev_new(ops, id);
+	dev->socket_path = g_strdup(socket);
+	if (poll_us != G_MAXUINT64)
+		dev->poll_max_ns = (uint32_t)(poll_us * 1000);
+	for (guint i = 1; parts[i]; i++) {
+		const char *key = parts[i], *value = key + strlen(key) + 1;
+		int rc;
+
+		if (!strcmp(key, "id") || !strcmp(key, "socket") || !strcmp(key, "poll-us"))
+			continue;
+		rc = ops->set_option ? ops->set_option(dev, key, value, err) : -ENOENT;
+		if (rc == -ENOENT) {
+			g_set_error(err, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+				    "unknown option '%s' for device type %s", key, ops->type);
+		} else if (rc < 0 && err && *err) {
+			g_prefix_error(err, "%s %s=%s: ", ops->type, key, value);
+		}
+		if (rc < 0) {
+			viod_dev_free(dev);
+			return NULL;
+		}
+	}
+	if (ops->init && ops->init(dev, err) < 0) {
+		viod_dev_free(dev);
+		return NULL;
+	}
+	return dev;
+}
