@@ -150,12 +150,17 @@ static int clear_stale(const char *path, GError **err)
 	return 0;
 }
 
+/*
+ * Binds under a temporary name and renames into place after listen(), so
+ * that the path appears only once connections to it can succeed.
+ */
 int viod_server_listen(struct viod_dev *dev, const char *path, GError **err)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	g_autofree char *tmp = g_strdup_printf("%s.%d.tmp", path, (int)getpid());
 	int fd, rc;
 
-	if (strlen(path) >= sizeof(sa.sun_path)) {
+	if (strlen(tmp) >= sizeof(sa.sun_path)) {
 		g_set_error(err, G_FILE_ERROR, G_FILE_ERROR_NAMETOOLONG,
 			    "socket path too long: %s", path);
 		return -ENAMETOOLONG;
@@ -167,15 +172,17 @@ int viod_server_listen(struct viod_dev *dev, const char *path, GError **err)
 				    "%s: %s", path, g_strerror(-rc));
 		return rc;
 	}
-	memcpy(sa.sun_path, path, strlen(path) + 1);
+	unlink(tmp);
+	memcpy(sa.sun_path, tmp, strlen(tmp) + 1);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-	    listen(fd, 4) < 0) {
+	    listen(fd, 4) < 0 || rename(tmp, path) < 0) {
 		rc = -errno;
 		g_set_error(err, G_FILE_ERROR, g_file_error_from_errno(errno),
 			    "cannot listen on %s: %s", path, g_strerror(errno));
 		if (fd >= 0)
 			close(fd);
+		unlink(tmp);
 		return rc;
 	}
 	dev->listen_fd = fd;

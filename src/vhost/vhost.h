@@ -129,7 +129,9 @@ bool viod_vring_running(const struct viod_vring *vr);
 uint64_t viod_dev_offered_features(const struct viod_dev *dev);
 uint64_t viod_dev_offered_protocol(const struct viod_dev *dev);
 
-/* worker.c */
+/* worker.c: init makes the epoll set (enough to run handlers without a
+ * data path, as the fuzzer does); start also runs the thread. */
+int viod_worker_init(struct viod_dev *dev);
 int viod_worker_start(struct viod_dev *dev);
 void viod_worker_stop(struct viod_dev *dev);
 void viod_worker_wake(struct viod_dev *dev);

@@ -195,15 +195,19 @@ void viod_worker_unwatch(struct viod_dev *dev, int fd)
 	epoll_ctl(dev->epfd, EPOLL_CTL_DEL, fd, NULL);
 }
 
-int viod_worker_start(struct viod_dev *dev)
+int viod_worker_init(struct viod_dev *dev)
 {
-	int rc;
-
 	dev->epfd = epoll_create1(EPOLL_CLOEXEC);
 	dev->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (dev->epfd < 0 || dev->wake_fd < 0)
 		return -errno;
-	rc = viod_worker_watch(dev, dev->wake_fd);
+	return viod_worker_watch(dev, dev->wake_fd);
+}
+
+int viod_worker_start(struct viod_dev *dev)
+{
+	int rc = viod_worker_init(dev);
+
 	if (rc < 0)
 		return rc;
 	rc = pthread_create(&dev->worker, NULL, worker_main, dev);

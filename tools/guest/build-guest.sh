@@ -17,9 +17,9 @@
 set -euo pipefail
 
 # Bump when the initramfs recipe changes, so stale caches are rebuilt.
-RECIPE=1
+RECIPE=2
 
-# Modules /init loads; their dependencies are resolved with depmod.
+# Modules /init loads, in this order; depmod resolves their dependencies.
 MODULES=(virtio_pci virtio_rng virtio_blk virtio_net virtio_balloon)
 
 log() { printf 'build-guest: %s\n' "$*" >&2; }
@@ -38,6 +38,26 @@ esac
 cache_root=${VIOD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/viod}/guest
 mkdir -p "$cache_root"
 
+# Complete when both images exist and the stamp matches this recipe.
+is_complete() {
+	[ -s "$1/vmlinuz" ] && [ -s "$1/initrd.img" ] &&
+		[ "$(cat "$1/recipe" 2>/dev/null)" = "$RECIPE" ]
+}
+
+# Offline fallback: print the newest complete guest in the cache and exit 0,
+# or fail with "$1".
+fallback() {
+	local d
+	while read -r _ d; do
+		if is_complete "$d"; then
+			log "$1; reusing $d"
+			printf '%s\n' "$d"
+			exit 0
+		fi
+	done < <(find "$cache_root" -mindepth 2 -maxdepth 2 -name initrd.img -printf '%T@ %h\n' | sort -rn)
+	die "$1"
+}
+
 # Prints the kernel package that linux-image-amd64 currently depends on.
 resolve_kernel_pkg() {
 	LC_ALL=C apt-cache depends linux-image-amd64 2>/dev/null |
@@ -52,27 +72,15 @@ if [ -z "$pkg" ]; then
 fi
 ver=""
 if [ -n "$pkg" ]; then
-	ver=$(LC_ALL=C apt-cache policy "$pkg" | awk '$1 == "Candidate:" { print $2; exit }')
+	ver=$(LC_ALL=C apt-cache policy "$pkg" | awk '$1 == "Candidate:" { print $2; exit }' || true)
 	[ "$ver" != "(none)" ] || ver=""
 fi
 if [ -z "$pkg" ] || [ -z "$ver" ]; then
-	# Offline fallback: reuse the newest guest already built, if any.
-	last=$(find "$cache_root" -mindepth 2 -maxdepth 2 -name initrd.img -printf '%T@ %h\n' 2>/dev/null |
-		sort -n | tail -n 1 | cut -d' ' -f2-)
-	[ -n "$last" ] || die "cannot resolve the kernel package of linux-image-amd64"
-	log "cannot resolve the kernel package; reusing $last"
-	printf '%s\n' "$last"
-	exit 0
+	fallback "cannot resolve the kernel package of linux-image-amd64"
 fi
 
 key="${pkg}_${ver//:/%3a}"
 dest="$cache_root/$key"
-
-# Complete when both images exist and the stamp matches this recipe.
-is_complete() {
-	[ -s "$1/vmlinuz" ] && [ -s "$1/initrd.img" ] &&
-		[ "$(cat "$1/recipe" 2>/dev/null)" = "$RECIPE" ]
-}
 
 if is_complete "$dest"; then
 	printf '%s\n' "$dest"
@@ -94,7 +102,13 @@ start=$SECONDS
 
 log "downloading $pkg=$ver"
 mkdir "$work/dl"
-(cd "$work/dl" && apt-get download -q "$pkg=$ver") >&2
+# As root, apt's _apt sandbox user cannot write into this private dir.
+sandbox=()
+if [ "$(id -u)" -eq 0 ]; then
+	sandbox=(-o APT::Sandbox::User=root)
+fi
+(cd "$work/dl" && apt-get download -q "${sandbox[@]}" "$pkg=$ver") >&2 ||
+	fallback "cannot download $pkg=$ver"
 deb=$(find "$work/dl" -name '*.deb' -print -quit)
 [ -n "$deb" ] || die "apt-get download produced no .deb"
 log "unpacking $(basename "$deb") ($((SECONDS - start)) s so far)"
@@ -168,7 +182,9 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 exec </dev/console >/dev/console 2>&1
-for m in virtio_pci virtio_rng virtio_blk virtio_net virtio_balloon; do
+# Firmware output may leave the console mid-line: start guest output afresh.
+echo
+for m in @MODULES@; do
 	modprobe "$m" || echo "init: modprobe $m failed"
 done
 rc=0
@@ -181,6 +197,7 @@ poweroff -f
 # Not reached unless poweroff failed: exiting init panics, and with
 # panic=-1 plus QEMU's -no-reboot that ends QEMU as well.
 EOF
+sed -i "s/@MODULES@/${MODULES[*]}/" "$root/init"
 chmod 0755 "$root/init"
 
 log "modules: $(cd "$root" && find lib/modules -name '*.ko' -printf '%f\n' | sort | tr '\n' ' ')"

@@ -9,12 +9,13 @@
 # --script FILE is appended to the initrd as /test.sh (mode 0755), in a newc
 # cpio after the given initrd; any kernel whose initramfs runs /test.sh and
 # prints "VIOD-GUEST-EXIT <rc>" on the serial console fits (build-guest.sh's
-# does). The console (QEMU's stdout and stderr, CRs removed) is copied to
-# stdout and to --log FILE.
+# does). The console (QEMU's stdout and stderr, without CRs and terminal
+# escapes) is copied to stdout and to --log FILE.
 #
 # Exit status: the guest's <rc>; 124 if QEMU did not exit within the
 # timeout (even if the guest printed its line: a hang at power-off is a
-# failure too); 125 if the line never appeared; 2 on a usage error.
+# failure too); 125 if the line never appeared or Linux reported that it
+# could not unpack the initrd; 2 on a usage error.
 set -euo pipefail
 
 usage() {
@@ -85,9 +86,11 @@ cmd=("$qemu" -accel tcg -smp 1 -m "$memory" -nographic -no-reboot -nodefaults
 	"${extra[@]}")
 printf 'run-guest: %s\n' "${cmd[*]}" >&2
 
-# stdin is /dev/null so QEMU never puts a terminal in raw mode.
+# stdin is /dev/null so QEMU never puts a terminal in raw mode; firmware's
+# terminal resets (ESC c, ESC [ ... letter) are dropped with the CRs.
 set +e
-timeout -k 5 "$timeout" "${cmd[@]}" </dev/null 2>&1 | tr -d '\r' | tee "$tmp/console"
+timeout -k 5 "$timeout" "${cmd[@]}" </dev/null 2>&1 |
+	sed -u -E $'s/\r//g; s/\x1b(c|\\[[0-9;?]*[A-Za-z])//g' | tee "$tmp/console"
 qst=${PIPESTATUS[0]}
 set -e
 if [ -n "$logfile" ]; then
@@ -99,6 +102,11 @@ if [ "$qst" -eq 124 ] || [ "$qst" -eq 137 ]; then
 	printf 'run-guest: timed out after %s s (%s)\n' "$timeout" \
 		"${line:-no VIOD-GUEST-EXIT line}" >&2
 	exit 124
+fi
+# Linux then boots without (part of) the initrd, e.g. without /test.sh.
+if grep -aq 'Initramfs unpacking failed' "$tmp/console"; then
+	printf 'run-guest: the kernel could not unpack the initrd\n' >&2
+	exit 125
 fi
 if [ -z "$line" ]; then
 	printf 'run-guest: no VIOD-GUEST-EXIT line; QEMU exited with %s\n' "$qst" >&2

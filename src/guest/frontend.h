@@ -1,0 +1,267 @@
+/*
+ * A userspace vhost-user front-end: "a guest in a process". It owns guest
+ * memory (one memfd, mapped shared, split into 1..8 regions at
+ * non-contiguous guest-physical ranges), talks to any vhost-user back-end
+ * over a UNIX socket, and lays split virtqueues in guest memory for the
+ * reference drivers (viornd, ...). Loop-agnostic and blocking: a caller
+ * drives it from one thread. No exit()/abort(): every failure is a -errno
+ * return, with a one-line reason in viod_fe_strerror().
+ *
+ * Trust: the back-end is a peer we test, not a peer we trust. Replies are
+ * checked (reply flag, request, exact size), fds it sends where none are
+ * due are closed and rejected, used ids/lengths are checked by the ring
+ * code (virtio/vq.h), and a reply that desynchronises the stream makes the
+ * connection unusable (every later request fails with -EPIPE) rather than
+ * being guessed at.
+ *
+ * Order of use:
+ *   viod_fe_init -> viod_fe_connect -> viod_fe_negotiate -> [config]
+ *   -> viod_fe_queue_setup (each queue) -> viod_fe_driver_ok
+ *   -> viod_fe_kick / viod_fe_wait ... -> viod_fe_disconnect.
+ */
+#ifndef VIOD_GUEST_FRONTEND_H
+#define VIOD_GUEST_FRONTEND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vhost/proto.h"
+#include "virtio/vq.h"
+
+#define VIOD_FE_MAX_REGIONS VU_MEM_TABLE_MAX
+/* Queue indices travel in 8 bits of SET_VRING_KICK/CALL (vhost-user.rst). */
+#define VIOD_FE_MAX_QUEUES 256u
+#define VIOD_FE_DEFAULT_MEM (64u << 20)
+#define VIOD_FE_DEFAULT_SPIN_US 50u
+#define VIOD_FE_DEFAULT_TIMEOUT_MS 10000
+
+/* Protocol features the front-end implements; anything else is never acked. */
+#define VIOD_FE_PROTOCOL_FEATURES                                           \
+	((1ull << VU_PF_MQ) | (1ull << VU_PF_REPLY_ACK) |                   \
+	 (1ull << VU_PF_CONFIG) | (1ull << VU_PF_BACKEND_REQ) |             \
+	 (1ull << VU_PF_CONFIGURE_MEM_SLOTS) |                              \
+	 (1ull << VU_PF_RESET_DEVICE) | (1ull << VU_PF_STATUS))
+
+struct viod_fe;
+
+/*
+ * Called when the back-end sent CONFIG_CHANGE_MSG. It runs from
+ * viod_fe_poll_backend() only, never from inside another request, so it
+ * may call viod_fe_get_config().
+ */
+typedef void (*viod_fe_config_cb)(struct viod_fe *fe, void *opaque);
+
+struct viod_fe_opts {
+	size_t mem_size;          /* total guest memory, page multiple */
+	unsigned int nregions;    /* 1 .. VIOD_FE_MAX_REGIONS */
+	unsigned int spin_us;     /* viod_fe_wait busy-poll budget */
+	int timeout_ms;           /* per reply; -1 waits forever */
+	uint64_t pf_disable;      /* protocol features never to ack */
+	bool no_event_idx;        /* do not negotiate VIRTIO_RING_F_EVENT_IDX */
+	bool add_mem_reg;         /* with CONFIGURE_MEM_SLOTS, send the regions
+				   * with ADD_MEM_REG instead of SET_MEM_TABLE */
+	viod_fe_config_cb config_cb;
+	void *config_opaque;
+};
+
+struct viod_fe_region {
+	uint64_t gpa;
+	uint64_t size;
+	uint64_t mmap_offset;     /* into the memfd */
+	uint8_t *host;            /* our mapping of the region */
+	uint64_t used;            /* allocator cursor, bytes from the start */
+};
+
+struct viod_fe_queue {
+	bool ready;               /* set up and not yet torn down */
+	uint16_t num;
+	uint8_t *ring;            /* desc | avail | used, kept across resets */
+	size_t ring_cap;
+	uint64_t ring_gpa;
+	int kick_fd;
+	int call_fd;
+	uint16_t last_base;       /* from the last GET_VRING_BASE */
+	struct viod_vqd vqd;
+};
+
+struct viod_fe {
+	struct viod_fe_opts opts;
+	int sock;
+	int backend_fd;           /* our end of the back-end channel, or -1 */
+	bool broken;              /* stream desynchronised or closed */
+
+	int memfd;
+	uint8_t *mem;
+	size_t mem_size;
+	unsigned int nregions;
+	struct viod_fe_region regions[VIOD_FE_MAX_REGIONS];
+
+	uint64_t features_offered;
+	uint64_t features_acked;
+	uint64_t pf_offered;
+	uint64_t pf_acked;
+	uint64_t queue_num;       /* GET_QUEUE_NUM, 0 if not asked */
+	uint64_t max_mem_slots;   /* GET_MAX_MEM_SLOTS, 0 if not asked */
+	uint8_t status;           /* last status sent */
+	bool handshaken;          /* once-per-connection steps done */
+	bool mem_added;           /* regions sent with ADD_MEM_REG */
+	bool negotiated;
+
+	unsigned int config_changes;   /* CONFIG_CHANGE_MSGs received */
+	unsigned int config_pending;   /* of which not yet delivered */
+
+	struct viod_fe_queue *queues;  /* VIOD_FE_MAX_QUEUES entries */
+	char err[256];
+};
+
+/* Fills *o with defaults: 64 MiB, 1 region, 50 us spin, 10 s timeout. */
+void viod_fe_opts_init(struct viod_fe_opts *o);
+
+/*
+ * Creates guest memory (opts NULL: defaults). 0 or -errno. On failure
+ * nothing needs freeing; on success release with viod_fe_disconnect().
+ */
+int viod_fe_init(struct viod_fe *fe, const struct viod_fe_opts *opts);
+
+/* One-line reason for the last failure ("" if none). */
+const char *viod_fe_strerror(const struct viod_fe *fe);
+
+/* Records a driver's failure reason for viod_fe_strerror(); returns err. */
+__attribute__((format(printf, 3, 4)))
+int viod_fe_error(struct viod_fe *fe, int err, const char *fmt, ...);
+
+/*
+ * Guest memory allocator (bump, no free). Returns len bytes aligned to
+ * align (a power of two, 0 means 1) inside one region, its guest address
+ * in *gpa; NULL when no region has room. Memory starts zeroed.
+ */
+void *viod_fe_alloc(struct viod_fe *fe, size_t len, size_t align, uint64_t *gpa);
+
+/* Guest address of host pointer p in guest memory, or UINT64_MAX. */
+uint64_t viod_fe_gpa(const struct viod_fe *fe, const void *p);
+
+/* Host pointer for [gpa, gpa + len) inside one region, or NULL. */
+void *viod_fe_host(const struct viod_fe *fe, uint64_t gpa, size_t len);
+
+/* Connects to the back-end's socket. 0 or -errno. */
+int viod_fe_connect(struct viod_fe *fe, const char *path);
+
+/*
+ * The handshake, in virtio order: GET_FEATURES, GET/SET_PROTOCOL_FEATURES,
+ * SET_OWNER, GET_QUEUE_NUM, GET_MAX_MEM_SLOTS, SET_BACKEND_REQ_FD, status
+ * ACKNOWLEDGE|DRIVER, SET_FEATURES, status FEATURES_OK (re-read with
+ * GET_STATUS), memory table. Acks offered & (want | VERSION_1 | EVENT_IDX |
+ * INDIRECT_DESC | F_PROTOCOL_FEATURES). VERSION_1 must be offered.
+ */
+int viod_fe_negotiate(struct viod_fe *fe, uint64_t want);
+
+/* Sets DRIVER_OK (when STATUS was negotiated; a no-op otherwise). */
+int viod_fe_driver_ok(struct viod_fe *fe);
+
+bool viod_fe_has_feature(const struct viod_fe *fe, unsigned int bit);
+bool viod_fe_has_protocol(const struct viod_fe *fe, unsigned int bit);
+
+/* Config space (CONFIG negotiated): len <= VU_MAX_CONFIG_SIZE - off. */
+int viod_fe_get_config(struct viod_fe *fe, uint32_t off, void *buf, uint32_t len);
+int viod_fe_set_config(struct viod_fe *fe, uint32_t off, const void *buf,
+		       uint32_t len);
+
+/*
+ * Waits up to timeout_ms (-1: forever, 0: no wait; no wait either when a
+ * config change is pending) for back-end requests and serves all that are
+ * ready, then delivers pending config-change callbacks. Returns the number
+ * of requests served here plus those served earlier inside a request whose
+ * callbacks were deferred to now (>= 0), or -errno; -ENOTCONN without a
+ * back-end channel.
+ */
+int viod_fe_poll_backend(struct viod_fe *fe, int timeout_ms);
+
+/*
+ * Sets up queue idx with num entries (power of two): ring memory in guest
+ * memory, SET_VRING_NUM/ADDR/BASE 0/CALL/KICK, and SET_VRING_ENABLE 1 when
+ * F_PROTOCOL_FEATURES was negotiated. Interrupts start disabled (see
+ * viod_fe_wait). 0 or -errno.
+ */
+int viod_fe_queue_setup(struct viod_fe *fe, unsigned int idx, uint16_t num);
+
+/* The driver-side ring of a set-up queue, or NULL. */
+struct viod_vqd *viod_fe_vqd(struct viod_fe *fe, unsigned int idx);
+
+/* Kicks queue idx if the device wants it: 1 kicked, 0 not needed, -errno. */
+int viod_fe_kick(struct viod_fe *fe, unsigned int idx);
+
+/*
+ * Waits for a used entry on queue idx: busy-polls for opts.spin_us, then
+ * enables interrupts, re-checks, and sleeps on the call eventfd; disables
+ * interrupts again once woken. 1 when a used entry is there, 0 on timeout
+ * (-1: wait forever), -EIO if the ring is broken, other -errno.
+ */
+int viod_fe_wait(struct viod_fe *fe, unsigned int idx, int timeout_ms);
+
+/*
+ * Stops queue idx with GET_VRING_BASE (the back-end's next avail index in
+ * *base, if not NULL) and releases it; its ring memory is kept for the
+ * next viod_fe_queue_setup of the same or smaller size. 0 or -errno (the
+ * queue is released either way).
+ */
+int viod_fe_queue_stop(struct viod_fe *fe, unsigned int idx, uint16_t *base);
+
+/*
+ * RESET_DEVICE (when negotiated): queues become not set up (their ring
+ * memory is reused by the next viod_fe_queue_setup of the same or smaller
+ * size). The connection stays; negotiate again before use.
+ */
+int viod_fe_reset_device(struct viod_fe *fe);
+
+/*
+ * Tears down: GET_VRING_BASE for each set-up queue (skipped once the
+ * connection is broken), closes every fd, unmaps and frees guest memory.
+ * Returns the first error seen; everything is released regardless.
+ */
+int viod_fe_disconnect(struct viod_fe *fe);
+
+/* ------------------------------------------------------------------ */
+/* Raw messaging, for tests that need to speak out of turn.            */
+
+/* Sends len raw bytes with nfds (<= VU_MAX_FDS) fds attached. 0 or -errno. */
+int viod_fe_send_bytes(int sock, const void *buf, size_t len, const int *fds,
+		       unsigned int nfds);
+
+/*
+ * Sends header {request, flags, size} then payload_len bytes of payload;
+ * size and payload_len may disagree on purpose.
+ */
+int viod_fe_msg_send(int sock, uint32_t request, uint32_t flags, uint32_t size,
+		     const void *payload, size_t payload_len, const int *fds,
+		     unsigned int nfds);
+
+/*
+ * Receives one message (header, then hdr.size <= VU_PAYLOAD_MAX bytes).
+ * fds, if not NULL, has room for VU_MAX_FDS and gets any fds received,
+ * their count in *nfds; with fds NULL, received fds are closed and the
+ * call fails with -EPROTO. timeout_ms bounds each wait for data (-1:
+ * none). -ECONNRESET on EOF, -ETIMEDOUT, -EPROTO for an oversize message.
+ */
+int viod_fe_msg_recv(int sock, struct viod_vu_msg *msg, int *fds,
+		     unsigned int *nfds, int timeout_ms);
+
+/*
+ * One request on fe's socket with the version flag. reply != NULL: the
+ * request has a reply of exactly reply_size bytes. reply == NULL: when
+ * REPLY_ACK was negotiated, NEED_REPLY is set and the u64 ack must be 0
+ * (-EREMOTEIO otherwise). Back-end channel requests arriving meanwhile
+ * are answered (callbacks deferred).
+ */
+int viod_fe_request(struct viod_fe *fe, uint32_t request, const void *payload,
+		    uint32_t size, const int *fds, unsigned int nfds,
+		    void *reply, uint32_t reply_size);
+
+/*
+ * Receives the reply to request into reply (exactly reply_size bytes);
+ * reply NULL with reply_size 8 reads an ack and checks it is 0.
+ */
+int viod_fe_recv_reply(struct viod_fe *fe, uint32_t request, void *reply,
+		       uint32_t reply_size);
+
+#endif

@@ -1,0 +1,397 @@
+/*
+ * Hostile front-end test: starts viod (argv[1]) with two rng devices, A and
+ * B, then attacks A with malformed messages, wrong fd counts, absurd
+ * region tables, half messages, hostile descriptors and abrupt
+ * disconnects. After every attack A must have dropped (or refused) the
+ * bad connection, B must still serve entropy through the viornd driver,
+ * and at the end A must serve again and viod must exit 0 on SIGTERM.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "guest/frontend.h"
+#include "guest/viornd.h"
+#include "tap.h"
+
+static char sock_a[256], sock_b[256];
+
+static int connect_to(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		if (s >= 0)
+			close(s);
+		return -1;
+	}
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	if (s < 0 || connect(s, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		if (s >= 0)
+			close(s);
+		return -1;
+	}
+	return s;
+}
+
+/* True if the peer closed the connection (reading only EOF) in time. */
+static bool dropped(int s)
+{
+	struct viod_vu_msg m;
+	int rc;
+
+	do {
+		rc = viod_fe_msg_recv(s, &m, NULL, NULL, 3000);
+	} while (rc == 0);
+	return rc == -ECONNRESET || rc == -EPIPE;
+}
+
+/* Full viornd round trip on path: attach, read 256 bytes, detach. */
+static bool rng_serves(const char *path)
+{
+	struct viod_fe fe;
+	struct viornd sc;
+	uint8_t buf[256] = { 0 }, zero[256] = { 0 };
+	bool good = false;
+
+	if (viod_fe_init(&fe, NULL) < 0)
+		return false;
+	if (viod_fe_connect(&fe, path) == 0 && viornd_attach(&sc, &fe, NULL) == 0) {
+		good = viornd_read(&sc, buf, sizeof(buf)) == 0 &&
+		       memcmp(buf, zero, sizeof(buf)) != 0;
+		viornd_detach(&sc);
+	}
+	if (!good)
+		printf("# rng on %s: %s\n", path, viod_fe_strerror(&fe));
+	viod_fe_disconnect(&fe);
+	return good;
+}
+
+static void check_after(const char *what)
+{
+	ok(rng_serves(sock_b), "after %s: device B still serves", what);
+}
+
+/* Sends hdr+payload (sizes may disagree) with fds; expects a drop. */
+static void attack(const char *what, uint32_t req, uint32_t flags, uint32_t size,
+		   const void *payload, size_t plen, const int *fds, unsigned int nfds)
+{
+	int s = connect_to(sock_a);
+
+	if (s < 0) {
+		ok(false, "%s: connect", what);
+		return;
+	}
+	viod_fe_msg_send(s, req, flags, size, payload, plen, fds, nfds);
+	ok(dropped(s), "%s: connection dropped", what);
+	close(s);
+	check_after(what);
+}
+
+static int memfd_of(size_t size)
+{
+	int fd = memfd_create("hostile", MFD_CLOEXEC);
+
+	if (fd >= 0 && ftruncate(fd, (off_t)size) < 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static void framing_attacks(void)
+{
+	uint8_t garbage[200];
+	uint64_t u64 = 0;
+	struct viod_vu_mem_table mt;
+	int fds[10];
+
+	for (size_t i = 0; i < sizeof(garbage); i++)
+		garbage[i] = (uint8_t)(i * 37 + 11);
+	{
+		int s = connect_to(sock_a);
+
+		viod_fe_send_bytes(s, garbage, sizeof(garbage), NULL, 0);
+		ok(dropped(s), "garbage bytes: connection dropped");
+		close(s);
+		check_after("garbage bytes");
+	}
+	attack("payload size beyond the maximum", VU_GET_FEATURES, VU_FLAG_VERSION,
+	       0xffffffffu, NULL, 0, NULL, 0);
+	attack("GET_FEATURES with a payload", VU_GET_FEATURES, VU_FLAG_VERSION,
+	       8, &u64, 8, NULL, 0);
+	attack("SET_FEATURES with 4 bytes", VU_SET_FEATURES, VU_FLAG_VERSION,
+	       4, &u64, 4, NULL, 0);
+	attack("unknown request 99", 99, VU_FLAG_VERSION, 0, NULL, 0, NULL, 0);
+	attack("bad version bits", VU_GET_FEATURES, 0x2, 0, NULL, 0, NULL, 0);
+	attack("reply flag on a request", VU_GET_FEATURES,
+	       VU_FLAG_VERSION | VU_FLAG_REPLY, 0, NULL, 0, NULL, 0);
+	attack("offered features exceeded", VU_SET_FEATURES, VU_FLAG_VERSION,
+	       8, &(uint64_t){ ~0ull }, 8, NULL, 0);
+
+	memset(&mt, 0, sizeof(mt));
+	mt.nregions = 1000;
+	attack("absurd region count", VU_SET_MEM_TABLE, VU_FLAG_VERSION,
+	       8 + 2 * sizeof(struct viod_vu_region), &mt,
+	       8 + 2 * sizeof(struct viod_vu_region), NULL, 0);
+
+	mt.nregions = 2;
+	mt.regions[0] = (struct viod_vu_region){ .gpa = 0, .size = 1 << 20, .uva = 1 << 30 };
+	mt.regions[1] = (struct viod_vu_region){ .gpa = 2 << 20, .size = 1 << 20, .uva = 2u << 30 };
+	fds[0] = memfd_of(1 << 20);
+	attack("two regions, one fd", VU_SET_MEM_TABLE, VU_FLAG_VERSION,
+	       8 + 2 * sizeof(struct viod_vu_region), &mt,
+	       8 + 2 * sizeof(struct viod_vu_region), fds, 1);
+	close(fds[0]);
+
+	mt.nregions = 1;
+	mt.regions[0] = (struct viod_vu_region){ .gpa = 0, .size = 64 << 20, .uva = 1 << 30 };
+	fds[0] = memfd_of(1 << 20);
+	attack("region larger than its fd", VU_SET_MEM_TABLE, VU_FLAG_VERSION,
+	       8 + sizeof(struct viod_vu_region), &mt,
+	       8 + sizeof(struct viod_vu_region), fds, 1);
+	close(fds[0]);
+
+	mt.regions[0] = (struct viod_vu_region){ .gpa = ~0ull - 4095, .size = 1 << 20,
+						 .uva = 1 << 30 };
+	fds[0] = memfd_of(1 << 20);
+	attack("region wrapping the address space", VU_SET_MEM_TABLE, VU_FLAG_VERSION,
+	       8 + sizeof(struct viod_vu_region), &mt,
+	       8 + sizeof(struct viod_vu_region), fds, 1);
+	close(fds[0]);
+
+	fds[0] = eventfd(0, EFD_CLOEXEC);
+	attack("SET_VRING_NUM with an extra fd", VU_SET_VRING_NUM, VU_FLAG_VERSION,
+	       8, &(struct vhost_vring_state){ 0, 256 }, 8, fds, 1);
+	u64 = 200;
+	attack("SET_VRING_KICK for queue 200", VU_SET_VRING_KICK, VU_FLAG_VERSION,
+	       8, &u64, 8, fds, 1);
+	u64 = 0;
+	attack("SET_VRING_KICK missing its fd", VU_SET_VRING_KICK, VU_FLAG_VERSION,
+	       8, &u64, 8, NULL, 0);
+	u64 = 1ull << 40;
+	attack("SET_VRING_CALL reserved bits", VU_SET_VRING_CALL, VU_FLAG_VERSION,
+	       8, &u64, 8, fds, 1);
+	attack("SET_VRING_NUM not a power of two", VU_SET_VRING_NUM, VU_FLAG_VERSION,
+	       8, &(struct vhost_vring_state){ 0, 100 }, 8, NULL, 0);
+	attack("ADD_MEM_REG without CONFIGURE_MEM_SLOTS", VU_ADD_MEM_REG, VU_FLAG_VERSION,
+	       40, &(struct viod_vu_mem_reg){ 0 }, 40, fds, 1);
+	close(fds[0]);
+
+	for (int i = 0; i < 8; i++)
+		fds[i] = eventfd(0, EFD_CLOEXEC);
+	attack("eight fds on SET_OWNER", VU_SET_OWNER, VU_FLAG_VERSION, 0, NULL, 0, fds, 8);
+	for (int i = 0; i < 8; i++)
+		close(fds[i]);
+}
+
+/* A connection that sends half a header and stalls must not stall B. */
+static void half_message(void)
+{
+	int s = connect_to(sock_a);
+	uint32_t partial[2] = { VU_GET_FEATURES, VU_FLAG_VERSION };
+
+	viod_fe_send_bytes(s, partial, 6, NULL, 0);
+	ok(rng_serves(sock_b), "half a message pending on A: B still serves");
+	close(s);
+	s = connect_to(sock_a);
+	viod_fe_send_bytes(s, partial, 6, NULL, 0);
+	close(s);
+	ok(rng_serves(sock_a), "A serves after two half messages and disconnects");
+}
+
+enum ring_attack { LOOP, HEAD_OOR, NEXT_OOR, ADDR_OOR, AVAIL_JUMP, BAD_INDIRECT };
+
+static const char *const ring_names[] = {
+	"descriptor loop", "head out of range", "next out of range",
+	"buffer outside guest memory", "avail index jumping past the ring",
+	"indirect table of bad length",
+};
+
+/*
+ * Attaches viornd to A, then writes a hostile chain straight into the
+ * ring and kicks. viod must stop the queue and report NEEDS_RESET in the
+ * device status, keep the connection, and keep B serving.
+ */
+static void ring_attack(enum ring_attack kind)
+{
+	const char *what = ring_names[kind];
+	struct viod_fe fe;
+	struct viornd sc;
+	struct viod_vqd *q;
+	uint64_t gpa, st = 0, one = 1;
+	uint16_t idx;
+	void *buf;
+
+	if (viod_fe_init(&fe, NULL) < 0 || viod_fe_connect(&fe, sock_a) < 0 ||
+	    viornd_attach(&sc, &fe, NULL) < 0) {
+		ok(false, "%s: attach: %s", what, viod_fe_strerror(&fe));
+		viod_fe_disconnect(&fe);
+		return;
+	}
+	q = viod_fe_vqd(&fe, 0);
+	buf = viod_fe_alloc(&fe, 4096, 16, &gpa);
+	memset(buf, 0, 4096);
+	q->desc[0].addr = gpa;
+	q->desc[0].len = 64;
+	q->desc[0].flags = VRING_DESC_F_WRITE;
+	q->desc[0].next = 0;
+	idx = q->avail_idx;
+	q->avail->ring[idx & (q->num - 1)] = 0;
+	switch (kind) {
+	case LOOP:
+		q->desc[0].flags |= VRING_DESC_F_NEXT;
+		break;
+	case HEAD_OOR:
+		q->avail->ring[idx & (q->num - 1)] = q->num;
+		break;
+	case NEXT_OOR:
+		q->desc[0].flags |= VRING_DESC_F_NEXT;
+		q->desc[0].next = q->num + 5;
+		break;
+	case ADDR_OOR:
+		q->desc[0].addr = 1ull << 45;
+		break;
+	case AVAIL_JUMP:
+		idx += q->num + 3;
+		break;
+	case BAD_INDIRECT:
+		q->desc[0].flags = VRING_DESC_F_INDIRECT;
+		q->desc[0].len = 24;
+		break;
+	}
+	__atomic_store_n(&q->avail->idx, (uint16_t)(idx + 1), __ATOMIC_RELEASE);
+	if (write(fe.queues[0].kick_fd, &one, sizeof(one)) < 0)
+		(void)0;
+	for (int i = 0; i < 50; i++) {
+		usleep(20000);
+		if (viod_fe_request(&fe, VU_GET_STATUS, NULL, 0, NULL, 0, &st, 8) < 0)
+			break;
+		if (st & 0x40)
+			break;
+	}
+	ok(st & 0x40, "%s: device reports NEEDS_RESET (status 0x%llx)", what,
+	   (unsigned long long)st);
+	ok(!fe.broken, "%s: front-end connection kept", what);
+	viornd_detach(&sc);
+	viod_fe_disconnect(&fe);
+	check_after(what);
+	ok(rng_serves(sock_a), "%s: A serves again after reconnect", what);
+}
+
+/* Posts requests, kicks, and vanishes without a word. */
+static void vanish_mid_request(void)
+{
+	struct viod_fe fe;
+	struct viornd sc;
+	struct viod_vqd *q;
+	uint64_t gpa, one = 1;
+
+	if (viod_fe_init(&fe, NULL) < 0 || viod_fe_connect(&fe, sock_a) < 0 ||
+	    viornd_attach(&sc, &fe, NULL) < 0) {
+		ok(false, "vanish: attach: %s", viod_fe_strerror(&fe));
+		viod_fe_disconnect(&fe);
+		return;
+	}
+	q = viod_fe_vqd(&fe, 0);
+	for (int i = 0; i < 32; i++) {
+		struct viod_vqd_buf b;
+
+		if (!viod_fe_alloc(&fe, 65536, 16, &gpa))
+			break;
+		b = (struct viod_vqd_buf){ .gpa = gpa, .len = 65536, .writable = true };
+		viod_vqd_add(q, &b, 1, NULL);
+	}
+	if (write(fe.queues[0].kick_fd, &one, sizeof(one)) < 0)
+		(void)0;
+	close(fe.sock);
+	fe.sock = -1;
+	fe.broken = true;
+	viornd_detach(&sc);
+	viod_fe_disconnect(&fe);
+	ok(rng_serves(sock_a), "front-end vanished mid-request: A serves the next one");
+	check_after("a front-end vanishing mid-request");
+}
+
+static void get_config_out_of_range(void)
+{
+	int s = connect_to(sock_a);
+	struct viod_vu_msg m;
+	uint64_t pf = 1ull << VU_PF_REPLY_ACK;
+	struct viod_vu_config c = { .offset = 0, .size = 8 };
+	int rc;
+
+	/* rng has no config space, so CONFIG is not offered: refused. */
+	viod_fe_msg_send(s, VU_SET_PROTOCOL_FEATURES, VU_FLAG_VERSION, 8, &pf, 8, NULL, 0);
+	viod_fe_msg_send(s, VU_GET_CONFIG, VU_FLAG_VERSION, 12 + 8, &c, 12 + 8, NULL, 0);
+	rc = viod_fe_msg_recv(s, &m, NULL, NULL, 3000);
+	ok(rc == -ECONNRESET, "GET_CONFIG without CONFIG negotiated: dropped");
+	close(s);
+}
+
+static pid_t start_viod(const char *viod, const char *dir)
+{
+	char spec_a[300], spec_b[300];
+	pid_t pid;
+
+	snprintf(sock_a, sizeof(sock_a), "%s/a.sock", dir);
+	snprintf(sock_b, sizeof(sock_b), "%s/b.sock", dir);
+	snprintf(spec_a, sizeof(spec_a), "rng,id=a,socket=%s", sock_a);
+	snprintf(spec_b, sizeof(spec_b), "rng,id=b,socket=%s", sock_b);
+	pid = fork();
+	if (pid == 0) {
+		execl(viod, viod, "--device", spec_a, "--device", spec_b, (char *)NULL);
+		_exit(127);
+	}
+	for (int i = 0; i < 200; i++) {
+		struct stat st;
+
+		if (stat(sock_a, &st) == 0 && stat(sock_b, &st) == 0)
+			break;
+		usleep(10000);
+	}
+	return pid;
+}
+
+int main(int argc, char **argv)
+{
+	char dir[] = "/tmp/viod-hostile.XXXXXX";
+	int status = -1;
+	pid_t pid;
+
+	if (argc != 2) {
+		fprintf(stderr, "usage: hostile VIOD_BINARY\n");
+		return 2;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	if (!mkdtemp(dir))
+		return 1;
+	pid = start_viod(argv[1], dir);
+	ok(rng_serves(sock_a) && rng_serves(sock_b), "both devices serve at start");
+
+	framing_attacks();
+	get_config_out_of_range();
+	check_after("GET_CONFIG refusal");
+	half_message();
+	for (int k = LOOP; k <= BAD_INDIRECT; k++)
+		ring_attack((enum ring_attack)k);
+	vanish_mid_request();
+
+	ok(kill(pid, 0) == 0, "viod still running after every attack");
+	kill(pid, SIGTERM);
+	waitpid(pid, &status, 0);
+	ok(WIFEXITED(status) && WEXITSTATUS(status) == 0, "viod exits 0 on SIGTERM");
+	ok(access(sock_a, F_OK) < 0 && access(sock_b, F_OK) < 0, "sockets removed");
+	rmdir(dir);
+	return tap_done();
+}
