@@ -8,7 +8,7 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$top/build}
 shift || true
-[ -x "$build/viod" ] && [ -x "$build/viobench" ] || {
+[ -x "$build/viod" ] && [ -x "$build/tools/viobench" ] || {
 	echo "bench: build first (meson setup build && ninja -C build)" >&2
 	exit 2
 }
@@ -17,4 +17,4 @@ tmp=$(mktemp -d)
 pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$tmp"' EXIT
 for _ in $(seq 100); do [ -S "$tmp/rng0.sock" ] && break; sleep 0.05; done
-"$build/viobench" --socket "$tmp/rng0.sock" "$@" rng
+"$build/tools/viobench" --socket "$tmp/rng0.sock" "$@" rng

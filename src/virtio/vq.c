@@ -110,7 +110,7 @@ static int vq_walk(struct viod_vq *vq, uint16_t head, struct viod_vq_elem *e)
 	struct iovec tbl[4];
 	unsigned int ntbl = 0;
 	unsigned int idx = head, limit = vq->num, hops = 0;
-	bool indirect = false;
+	bool indirect = false, seen_write = false;
 
 	e->head = head;
 	e->out_num = e->in_num = 0;
@@ -153,9 +153,11 @@ static int vq_walk(struct viod_vq *vq, uint16_t head, struct viod_vq_elem *e)
 			continue;
 		}
 
-		/* 2.7.4.2: all device-writable descriptors come last. */
-		if (!(flags & VRING_DESC_F_WRITE) && e->in_num > 0)
+		/* 2.7.4.2: all device-writable descriptors come last (counted by
+		 * descriptor: a zero-length one maps to no iovec). */
+		if (!(flags & VRING_DESC_F_WRITE) && seen_write)
 			return -EINVAL;
+		seen_write |= (flags & VRING_DESC_F_WRITE) != 0;
 		used_iov = e->out_num + e->in_num;
 		n = viod_mem_map_iov(vq->mem, addr, len, &e->iov[used_iov],
 				     VIOD_VQ_MAX_IOV - used_iov);
@@ -204,8 +206,11 @@ void viod_vq_unpop(struct viod_vq *vq)
 
 void viod_vq_push(struct viod_vq *vq, uint16_t head, uint32_t len)
 {
-	struct vring_used_elem *u = &vq->used->ring[vq->used_idx & (vq->num - 1)];
+	struct vring_used_elem *u;
 
+	if (vq->broken)
+		return;
+	u = &vq->used->ring[vq->used_idx & (vq->num - 1)];
 	STORE(&u->id, htole32(head));
 	STORE(&u->len, htole32(len));
 	vq->used_idx++;
@@ -218,6 +223,8 @@ bool viod_vq_need_call(struct viod_vq *vq)
 	uint16_t old, event;
 	bool valid;
 
+	if (vq->broken)
+		return false;
 	FULL_FENCE();
 	if (!vq->event_idx)
 		return !(le16toh(LOAD(&vq->avail->flags)) & VRING_AVAIL_F_NO_INTERRUPT);
@@ -294,9 +301,9 @@ size_t viod_iov_from_buf(const struct iovec *iov, unsigned int n, size_t off,
 int viod_vqd_init(struct viod_vqd *q, uint16_t num, void *desc, void *avail,
 		  void *used, bool event_idx)
 {
+	memset(q, 0, sizeof(*q));
 	if (!viod_vq_size_valid(num))
 		return -EINVAL;
-	memset(q, 0, sizeof(*q));
 	q->num = num;
 	q->desc = desc;
 	q->avail = avail;
@@ -334,7 +341,7 @@ int viod_vqd_add(struct viod_vqd *q, const struct viod_vqd_buf *bufs,
 		 unsigned int n, void *cookie)
 {
 	uint16_t head, i;
-	uint32_t in = 0;
+	uint64_t in = 0;
 	bool seen_writable = false;
 
 	if (n == 0 || q->broken)
@@ -343,7 +350,12 @@ int viod_vqd_add(struct viod_vqd *q, const struct viod_vqd_buf *bufs,
 		if (!bufs[k].writable && seen_writable)
 			return -EINVAL;
 		seen_writable |= bufs[k].writable;
+		if (bufs[k].writable)
+			in += bufs[k].len;
 	}
+	/* The used length is 32 bits (2.7.8): it could not account for more. */
+	if (in > UINT32_MAX)
+		return -EINVAL;
 	if (n > q->num_free)
 		return -ENOSPC;
 
@@ -358,15 +370,13 @@ int viod_vqd_add(struct viod_vqd *q, const struct viod_vqd_buf *bufs,
 		d->len = htole32(bufs[k].len);
 		d->flags = htole16(flags);
 		d->next = htole16(k + 1 < n ? q->next_free[i] : 0);
-		if (bufs[k].writable)
-			in += bufs[k].len;
 		if (k + 1 < n)
 			i = q->next_free[i];
 	}
 	q->free_head = q->next_free[i];
 	q->num_free -= n;
 	q->chain_len[head] = (uint16_t)n;
-	q->posted_in[head] = in;
+	q->posted_in[head] = (uint32_t)in;
 	q->cookie[head] = cookie;
 
 	STORE(&q->avail->ring[q->avail_idx & (q->num - 1)], htole16(head));
