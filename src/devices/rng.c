@@ -61,6 +61,8 @@ static unsigned int rng_queue(struct viod_dev *dev, unsigned int qidx)
 	struct viod_vq_elem *e = viod_dev_elem(dev);
 	unsigned int done = 0;
 
+	if (!vq)
+		return 0;
 	while (done < RNG_BATCH) {
 		uint64_t budget = rng_refill(r, viod_now_ns());
 		size_t written = 0;

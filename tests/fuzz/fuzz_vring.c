@@ -36,6 +36,9 @@
 #include <string.h>
 
 #include "virtio/vq.h"
+#ifndef VIOD_FUZZ_NO_DEVICE
+#include "vhost/vhost.h"
+#endif
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -318,10 +321,29 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 #ifndef VIOD_FUZZ_NO_DEVICE
 	/*
-	 * Device hook (lead): re-initialise vq over the same memory and hand
-	 * it to a device's queue handler (rng first) so that device code runs
-	 * on the same hostile rings. Nothing here depends on device code yet.
+	 * The same hostile rings, from the start, through the rng device's
+	 * queue handler as the worker runs it. A buffer may point into the
+	 * rings, so the handler can rewrite the avail index under itself:
+	 * bound the passes.
 	 */
+	{
+		struct viod_dev *dev = viod_dev_new(&viod_rng_ops, "fuzz");
+		struct viod_vring *vr = &dev->vrings[0];
+
+		viod_rng_ops.init(dev, NULL);
+		dev->mem = mem;
+		((struct vring_used *)reg[R_USED])->idx = htole16(used_idx);
+		viod_vq_init(&vr->vq, &dev->mem, num, (struct vring_desc *)reg[R_DESC],
+			     (struct vring_avail *)reg[R_AVAIL],
+			     (struct vring_used *)reg[R_USED], last_avail,
+			     flags & FL_EVENT_IDX, flags & FL_INDIRECT);
+		vr->num = num;
+		vr->started = vr->enabled = vr->mapped = true;
+		for (int pass = 0; pass < 8 && viod_vring_running(vr); pass++)
+			if (viod_rng_ops.queue_handler(dev, 0) == 0)
+				break;
+		viod_dev_free(dev);
+	}
 #endif
 
 	if (flags & FL_DRIVER)
