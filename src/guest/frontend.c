@@ -42,38 +42,6 @@ int viod_fe_error(struct viod_fe *fe, int err, const char *fmt, ...)
 	return err;
 }
 
-static const char *fe_req_name(uint32_t req)
-{
-	static const char *const names[] = {
-		[VU_GET_FEATURES] = "GET_FEATURES",
-		[VU_SET_FEATURES] = "SET_FEATURES",
-		[VU_SET_OWNER] = "SET_OWNER",
-		[VU_SET_MEM_TABLE] = "SET_MEM_TABLE",
-		[VU_SET_VRING_NUM] = "SET_VRING_NUM",
-		[VU_SET_VRING_ADDR] = "SET_VRING_ADDR",
-		[VU_SET_VRING_BASE] = "SET_VRING_BASE",
-		[VU_GET_VRING_BASE] = "GET_VRING_BASE",
-		[VU_SET_VRING_KICK] = "SET_VRING_KICK",
-		[VU_SET_VRING_CALL] = "SET_VRING_CALL",
-		[VU_GET_PROTOCOL_FEATURES] = "GET_PROTOCOL_FEATURES",
-		[VU_SET_PROTOCOL_FEATURES] = "SET_PROTOCOL_FEATURES",
-		[VU_GET_QUEUE_NUM] = "GET_QUEUE_NUM",
-		[VU_SET_VRING_ENABLE] = "SET_VRING_ENABLE",
-		[VU_SET_BACKEND_REQ_FD] = "SET_BACKEND_REQ_FD",
-		[VU_GET_CONFIG] = "GET_CONFIG",
-		[VU_SET_CONFIG] = "SET_CONFIG",
-		[VU_RESET_DEVICE] = "RESET_DEVICE",
-		[VU_GET_MAX_MEM_SLOTS] = "GET_MAX_MEM_SLOTS",
-		[VU_ADD_MEM_REG] = "ADD_MEM_REG",
-		[VU_SET_STATUS] = "SET_STATUS",
-		[VU_GET_STATUS] = "GET_STATUS",
-	};
-
-	if (req < sizeof(names) / sizeof(names[0]) && names[req])
-		return names[req];
-	return "request";
-}
-
 static int64_t fe_now_ns(void)
 {
 	struct timespec ts;
@@ -551,7 +519,7 @@ static int fe_recv(struct viod_fe *fe, uint32_t request, struct viod_vu_msg *m)
 		r = viod_fe_msg_recv(fe->sock, m, NULL, NULL, fe->opts.timeout_ms);
 	if (r < 0) {
 		fe->broken = true;
-		return viod_fe_error(fe, r, "%s: no reply: %s", fe_req_name(request),
+		return viod_fe_error(fe, r, "%s: no reply: %s", viod_vu_request_name(request),
 				     strerror(-r));
 	}
 	if ((m->hdr.flags & VU_FLAG_VERSION_MASK) != VU_FLAG_VERSION ||
@@ -559,7 +527,7 @@ static int fe_recv(struct viod_fe *fe, uint32_t request, struct viod_vu_msg *m)
 		fe->broken = true;
 		return viod_fe_error(fe, -EPROTO,
 				     "%s: bad reply header (request %u, flags 0x%x, size %u)",
-				     fe_req_name(request), m->hdr.request, m->hdr.flags,
+				     viod_vu_request_name(request), m->hdr.request, m->hdr.flags,
 				     m->hdr.size);
 	}
 	return 0;
@@ -573,19 +541,19 @@ int viod_fe_recv_reply(struct viod_fe *fe, uint32_t request, void *reply,
 
 	if (fe->sock < 0 || fe->broken)
 		return viod_fe_error(fe, -EPIPE, "%s: connection unusable",
-				     fe_req_name(request));
+				     viod_vu_request_name(request));
 	r = fe_recv(fe, request, &m);
 	if (r < 0)
 		return r;
 	if (m.hdr.size != reply_size)
 		return viod_fe_error(fe, -EPROTO, "%s: reply size %u, expected %u",
-				     fe_req_name(request), m.hdr.size, reply_size);
+				     viod_vu_request_name(request), m.hdr.size, reply_size);
 	if (!reply) {
 		if (reply_size != sizeof(uint64_t))
 			return viod_fe_error(fe, -EINVAL, "ack must be a u64");
 		if (m.u.u64 != 0)
 			return viod_fe_error(fe, -EREMOTEIO, "%s: back-end answered %llu",
-					     fe_req_name(request),
+					     viod_vu_request_name(request),
 					     (unsigned long long)m.u.u64);
 		return 0;
 	}
@@ -601,15 +569,15 @@ static int fe_send(struct viod_fe *fe, uint32_t request, uint32_t flags,
 
 	if (fe->sock < 0 || fe->broken)
 		return viod_fe_error(fe, -EPIPE, "%s: connection unusable",
-				     fe_req_name(request));
+				     viod_vu_request_name(request));
 	if (size > VU_PAYLOAD_MAX)
 		return viod_fe_error(fe, -EINVAL, "%s: payload too large",
-				     fe_req_name(request));
+				     viod_vu_request_name(request));
 	r = viod_fe_msg_send(fe->sock, request, VU_FLAG_VERSION | flags, size,
 			     payload, size, fds, nfds);
 	if (r < 0) {
 		fe->broken = true;
-		return viod_fe_error(fe, r, "%s: send: %s", fe_req_name(request),
+		return viod_fe_error(fe, r, "%s: send: %s", viod_vu_request_name(request),
 				     strerror(-r));
 	}
 	return 0;

@@ -1,5 +1,7 @@
-/* Request names for log lines. */
-#include "vhost.h"
+/* Request names for log lines, shared by the back-end and the front-end. */
+#include "proto.h"
+
+#include <stddef.h>
 
 static const char *const names[VU_REQUEST_MAX] = {
 	[VU_GET_FEATURES] = "GET_FEATURES",
