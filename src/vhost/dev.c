@@ -194,6 +194,25 @@ void viod_vring_close_fds(struct viod_vring *vr)
 	vr->kick_fd = vr->call_fd = vr->err_fd = -1;
 }
 
+struct vq_init_args {
+	struct viod_dev *dev;
+	struct viod_vring *vr;
+	void *desc, *avail, *used;
+	uint16_t last_avail;
+};
+
+/* viod_vq_init reads the used index from guest memory: run it guarded. */
+static void vq_init_guarded(void *arg)
+{
+	struct vq_init_args *a = arg;
+	struct viod_dev *dev = a->dev;
+
+	viod_vq_init(&a->vr->vq, &dev->mem, (uint16_t)a->vr->num, a->desc, a->avail,
+		     a->used, a->last_avail,
+		     viod_has_feature(dev->features_acked, VIRTIO_RING_F_EVENT_IDX),
+		     viod_has_feature(dev->features_acked, VIRTIO_RING_F_INDIRECT_DESC));
+}
+
 /*
  * Points the ring at current memory; an unmapped ring is not processed.
  * fresh: the front-end (re)configured the ring, so start from its base and
@@ -204,6 +223,7 @@ void viod_vring_update(struct viod_dev *dev, unsigned int q, bool fresh)
 	struct viod_vring *vr = &dev->vrings[q];
 	const struct vhost_vring_addr *a = &vr->addr;
 	struct viod_vq old = vr->vq;
+	struct vq_init_args args;
 	void *desc, *avail, *used;
 
 	vr->mapped = false;
@@ -217,10 +237,12 @@ void viod_vring_update(struct viod_dev *dev, unsigned int q, bool fresh)
 	/* 2.7: desc 16-, avail 2-, used 4-byte aligned (we access them as such). */
 	if (((uintptr_t)desc & 15) || ((uintptr_t)avail & 1) || ((uintptr_t)used & 3))
 		return;
-	viod_vq_init(&vr->vq, &dev->mem, (uint16_t)vr->num, desc, avail, used,
-		     fresh || !old.desc ? vr->base : old.last_avail,
-		     viod_has_feature(dev->features_acked, VIRTIO_RING_F_EVENT_IDX),
-		     viod_has_feature(dev->features_acked, VIRTIO_RING_F_INDIRECT_DESC));
+	args = (struct vq_init_args){
+		.dev = dev, .vr = vr, .desc = desc, .avail = avail, .used = used,
+		.last_avail = fresh || !old.desc ? vr->base : old.last_avail,
+	};
+	if (viod_guard_run(vq_init_guarded, &args) < 0)
+		return;
 	if (!fresh && old.desc) {
 		vr->vq.broken = old.broken;
 		vr->vq.errors = old.errors;

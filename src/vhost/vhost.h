@@ -143,6 +143,10 @@ int viod_server_listen(struct viod_dev *dev, const char *path, GError **err);
 void viod_server_close(struct viod_dev *dev);
 void viod_server_disconnect(struct viod_dev *dev, const char *why);
 
+/* guard.c: runs fn(arg); -EFAULT if it touched guest memory the front-end
+ * had truncated away (SIGBUS), 0 otherwise. Nests; any thread. */
+int viod_guard_run(void (*fn)(void *), void *arg);
+
 /* Rate-limited logging for anything a guest or front-end can trigger. */
 struct viod_ratelimit {
 	uint64_t window_start;

@@ -46,6 +46,46 @@ static void report_broken(struct viod_dev *dev, unsigned int q)
 			  dev->id, q);
 }
 
+/* One guarded call into guest memory for ring q (see guard.c). */
+struct ring_call {
+	struct viod_dev *dev;
+	unsigned int q;
+	bool enable;
+	unsigned int result;
+};
+
+static void call_handler(void *arg)
+{
+	struct ring_call *c = arg;
+
+	c->result = c->dev->ops->queue_handler(c->dev, c->q);
+}
+
+static void call_notify(void *arg)
+{
+	struct ring_call *c = arg;
+	struct viod_vq *vq = &c->dev->vrings[c->q].vq;
+
+	viod_vq_set_notify(vq, c->enable);
+	c->result = c->enable ? viod_vq_pending(vq) : 0;
+}
+
+/* Runs fn for ring q; a front-end that truncated guest memory under the
+ * ring breaks that ring only. */
+static unsigned int ring_guarded(struct viod_dev *dev, unsigned int q,
+				 void (*fn)(void *), bool enable)
+{
+	struct ring_call c = { .dev = dev, .q = q, .enable = enable };
+	struct viod_vring *vr = &dev->vrings[q];
+
+	if (viod_guard_run(fn, &c) < 0) {
+		vr->vq.broken = true;
+		vr->vq.errors++;
+		return 0;
+	}
+	return c.result;
+}
+
 /* Runs the handlers once over every running ring; dp_lock held. */
 static unsigned int serve_rings(struct viod_dev *dev, bool *polled)
 {
@@ -61,7 +101,7 @@ static unsigned int serve_rings(struct viod_dev *dev, bool *polled)
 			continue;
 		}
 		*polled |= vr->polled;
-		work += dev->ops->queue_handler(dev, q);
+		work += ring_guarded(dev, q, call_handler, false);
 		if (vr->vq.broken)
 			report_broken(dev, q);
 	}
@@ -74,15 +114,9 @@ static unsigned int set_notify_all(struct viod_dev *dev, bool enable)
 {
 	unsigned int pending = 0;
 
-	for (unsigned int q = 0; q < dev->ops->num_queues; q++) {
-		struct viod_vring *vr = &dev->vrings[q];
-
-		if (!viod_vring_running(vr))
-			continue;
-		viod_vq_set_notify(&vr->vq, enable);
-		if (enable)
-			pending += viod_vq_pending(&vr->vq);
-	}
+	for (unsigned int q = 0; q < dev->ops->num_queues; q++)
+		if (viod_vring_running(&dev->vrings[q]))
+			pending += ring_guarded(dev, q, call_notify, enable);
 	return pending;
 }
 

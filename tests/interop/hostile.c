@@ -323,6 +323,49 @@ static void vanish_mid_request(void)
 	check_after("a front-end vanishing mid-request");
 }
 
+/*
+ * Posts a chain, then truncates the guest-memory fd under viod's mapping
+ * and kicks: the worker's next access faults (SIGBUS). viod must stop
+ * that queue, report NEEDS_RESET, and keep running and serving.
+ */
+static void truncated_memory(void)
+{
+	struct viod_fe fe;
+	struct viornd sc;
+	struct viod_vqd *q;
+	struct viod_vqd_buf b;
+	uint64_t gpa, st = 0, one = 1;
+
+	if (viod_fe_init(&fe, NULL) < 0 || viod_fe_connect(&fe, sock_a) < 0 ||
+	    viornd_attach(&sc, &fe, NULL) < 0) {
+		ok(false, "truncate: attach: %s", viod_fe_strerror(&fe));
+		viod_fe_disconnect(&fe);
+		return;
+	}
+	q = viod_fe_vqd(&fe, 0);
+	viod_fe_alloc(&fe, 4096, 16, &gpa);
+	b = (struct viod_vqd_buf){ .gpa = gpa, .len = 4096, .writable = true };
+	viod_vqd_add(q, &b, 1, NULL);
+	/* From here on our own mapping faults too: touch nothing in it. */
+	ok(ftruncate(fe.memfd, 0) == 0, "guest memory fd truncated under viod");
+	if (write(fe.queues[0].kick_fd, &one, sizeof(one)) < 0)
+		(void)0;
+	for (int i = 0; i < 50 && !(st & 0x40); i++) {
+		usleep(20000);
+		if (viod_fe_request(&fe, VU_GET_STATUS, NULL, 0, NULL, 0, &st, 8) < 0)
+			break;
+	}
+	ok(st & 0x40, "truncated memory: queue stopped, NEEDS_RESET (status 0x%llx)",
+	   (unsigned long long)st);
+	close(fe.sock);
+	fe.sock = -1;
+	fe.broken = true;
+	viornd_detach(&sc);
+	viod_fe_disconnect(&fe);
+	check_after("guest memory truncated under viod");
+	ok(rng_serves(sock_a), "A serves again after the truncation");
+}
+
 static void get_config_out_of_range(void)
 {
 	int s = connect_to(sock_a);
@@ -386,6 +429,7 @@ int main(int argc, char **argv)
 	for (int k = LOOP; k <= BAD_INDIRECT; k++)
 		ring_attack((enum ring_attack)k);
 	vanish_mid_request();
+	truncated_memory();
 
 	ok(kill(pid, 0) == 0, "viod still running after every attack");
 	kill(pid, SIGTERM);
