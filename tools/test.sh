@@ -14,6 +14,16 @@ bash tools/install-deps.sh || { echo "test: dependency install failed" >&2; exit
 
 passed=0 failed=0 skipped=0
 
+# QEMU rebuilt with the project's patches (tools/qemu-patches), cached
+# outside the clone: the reconnect and generic-device guest tests need it;
+# the other guest tests run on the distribution's QEMU.
+if VIOD_PATCHED_QEMU=$(tools/build-qemu.sh | tail -n 1) && [ -x "$VIOD_PATCHED_QEMU" ]; then
+	export VIOD_PATCHED_QEMU
+else
+	echo "test: building the patched QEMU failed" >&2
+	failed=$((failed + 1))
+fi
+
 setup() { # DIR [meson options...]
 	local dir=$1
 	shift

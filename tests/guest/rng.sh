@@ -15,6 +15,14 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
 qemu=${VIOD_QEMU:-qemu-system-x86_64}
+# The guest-side device: QEMU's vhost-user-rng-pci, or (VIOD_RNG_GENERIC=1)
+# the generic vhost-user-device-pci with virtio-id 4, which needs the
+# patched QEMU (tools/build-qemu.sh, passed as VIOD_PATCHED_QEMU).
+device=vhost-user-rng-pci,chardev=c0
+if [ "${VIOD_RNG_GENERIC:-0}" = 1 ]; then
+	qemu=${VIOD_PATCHED_QEMU:-$qemu}
+	device=vhost-user-device-pci,virtio-id=4,num_vqs=1,chardev=c0
+fi
 guest_timeout=${VIOD_GUEST_TIMEOUT:-120}
 
 if [ $# -lt 1 ] || [ $# -gt 2 ]; then
@@ -83,7 +91,7 @@ grc=0
 "$top/tools/guest/run-guest.sh" --kernel "$dir/vmlinuz" --initrd "$dir/initrd.img" \
 	--script "$here/rng-guest.sh" --timeout "$guest_timeout" --qemu "$qemu" \
 	--log "$tmp/console.log" -- \
-	-chardev "socket,id=c0,path=$sock" -device vhost-user-rng-pci,chardev=c0 \
+	-chardev "socket,id=c0,path=$sock" -device "$device" \
 	>&2 || grc=$?
 seen=0
 while IFS= read -r line; do
