@@ -40,7 +40,7 @@ tools/guest/run-guest.sh --kernel "$guest/vmlinuz" --initrd "$guest/initrd.img" 
 	grep -E '^guest:|^ [0-9a-f]{2} |VIOD-GUEST-EXIT'
 
 echo "== the viornd reference driver on the same socket"
-build/vioguest --socket "$sock" rng --bytes 32 --hex
+build/tools/vioguest --socket "$sock" rng --bytes 32 --hex
 
 echo "== viod's log"
 kill "$viod_pid"
