@@ -51,15 +51,12 @@ uint64_t viod_dev_offered_features(const struct viod_dev *dev)
 
 uint64_t viod_dev_offered_protocol(const struct viod_dev *dev)
 {
-	uint64_t pf = (1ull << VU_PF_MQ) | (1ull << VU_PF_REPLY_ACK) |
-		      (1ull << VU_PF_BACKEND_REQ) | (1ull << VU_PF_CONFIGURE_MEM_SLOTS) |
-		      (1ull << VU_PF_RESET_DEVICE) | (1ull << VU_PF_STATUS);
-
-	/* CONFIG makes QEMU fetch config space from us; offer it whenever the
-	 * device has one. */
-	if (dev->ops->config_size)
-		pf |= 1ull << VU_PF_CONFIG;
-	return pf;
+	/* CONFIG for every device: one without config space answers GET_CONFIG
+	 * with the protocol's zero-length error reply. */
+	return (1ull << VU_PF_MQ) | (1ull << VU_PF_REPLY_ACK) |
+	       (1ull << VU_PF_BACKEND_REQ) | (1ull << VU_PF_CONFIG) |
+	       (1ull << VU_PF_CONFIGURE_MEM_SLOTS) | (1ull << VU_PF_RESET_DEVICE) |
+	       (1ull << VU_PF_STATUS);
 }
 
 struct viod_dev *viod_dev_new(const struct viod_device_ops *ops, const char *id)

@@ -374,11 +374,25 @@ static void get_config_out_of_range(void)
 	struct viod_vu_config c = { .offset = 0, .size = 8 };
 	int rc;
 
-	/* rng has no config space, so CONFIG is not offered: refused. */
 	viod_fe_msg_send(s, VU_SET_PROTOCOL_FEATURES, VU_FLAG_VERSION, 8, &pf, 8, NULL, 0);
 	viod_fe_msg_send(s, VU_GET_CONFIG, VU_FLAG_VERSION, 12 + 8, &c, 12 + 8, NULL, 0);
 	rc = viod_fe_msg_recv(s, &m, NULL, NULL, 3000);
 	ok(rc == -ECONNRESET, "GET_CONFIG without CONFIG negotiated: dropped");
+	close(s);
+
+	/* rng has no config space: the protocol's zero-length error reply,
+	 * and the connection stays. */
+	s = connect_to(sock_a);
+	pf |= 1ull << VU_PF_CONFIG;
+	viod_fe_msg_send(s, VU_SET_PROTOCOL_FEATURES, VU_FLAG_VERSION, 8, &pf, 8, NULL, 0);
+	viod_fe_msg_send(s, VU_GET_CONFIG, VU_FLAG_VERSION, 12 + 8, &c, 12 + 8, NULL, 0);
+	rc = viod_fe_msg_recv(s, &m, NULL, NULL, 3000);
+	ok(rc == 0 && m.hdr.request == VU_GET_CONFIG && (m.hdr.flags & VU_FLAG_REPLY) &&
+	   m.hdr.size == 0, "GET_CONFIG beyond the config space: zero-length reply");
+	viod_fe_msg_send(s, VU_GET_FEATURES, VU_FLAG_VERSION, 0, NULL, 0, NULL, 0);
+	rc = viod_fe_msg_recv(s, &m, NULL, NULL, 3000);
+	ok(rc == 0 && m.hdr.request == VU_GET_FEATURES && m.hdr.size == 8,
+	   "connection kept after a GET_CONFIG error");
 	close(s);
 }
 

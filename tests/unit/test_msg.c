@@ -5,6 +5,7 @@
  * (payload sizes, fd counts, queue indices, protocol-feature gating).
  */
 #include <errno.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -226,9 +227,33 @@ static void test_check(void)
 	viod_dev_free(dev);
 }
 
+/* The back-end channel: CONFIG_CHANGE_MSG, no reply asked for. */
+static void test_config_change(void)
+{
+	struct viod_dev *dev = viod_dev_new(&two_queues, "t");
+	struct viod_vu_hdr h = { 0 };
+
+	pair();
+	viod_dev_config_changed(dev);
+	ok(recv(sv[1], &h, sizeof(h), MSG_DONTWAIT) < 0, "no back-end channel: nothing sent");
+	dev->backend_fd = sv[0];
+	viod_dev_config_changed(dev);
+	ok(recv(sv[1], &h, sizeof(h), MSG_DONTWAIT) == sizeof(h) &&
+	   h.request == VU_BACKEND_CONFIG_CHANGE_MSG && h.flags == VU_FLAG_VERSION &&
+	   h.size == 0, "CONFIG_CHANGE_MSG sent, version 1, no NEED_REPLY, empty");
+	close(sv[1]);
+	viod_dev_config_changed(dev);
+	ok(true, "a closed back-end channel is survived (no SIGPIPE)");
+	dev->backend_fd = -1;
+	close(sv[0]);
+	viod_dev_free(dev);
+}
+
 int main(void)
 {
+	signal(SIGPIPE, SIG_IGN);
 	test_framing();
 	test_check();
+	test_config_change();
 	return tap_done();
 }
