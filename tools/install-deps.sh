@@ -27,7 +27,7 @@ fi
 
 pkgs=(build-essential pkg-config clang llvm libclang-rt-14-dev
       libglib2.0-dev libjson-glib-dev liburing-dev linux-libc-dev
-      busybox-static kmod cpio python3 ninja-build)
+      busybox-static kmod cpio python3 python3-jsonschema ninja-build bc)
 bp_pkgs=(meson qemu-system-x86 qemu-utils qemu-block-extra)
 
 missing=()

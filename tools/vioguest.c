@@ -11,14 +11,18 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
+#include <sys/stat.h>
 #include <glib.h>
 
 #include "guest/frontend.h"
+#include "guest/viomb.h"
 #include "guest/viornd.h"
 
 #define EXIT_RUNTIME 1
@@ -422,6 +426,229 @@ static int cmd_rng_stream(int argc, char **argv)
 	return 0;
 }
 
+/* ------------------------------------------------------------------ */
+/* balloon: viomb(4).                                                  */
+
+static volatile sig_atomic_t stop_signal;
+
+static void on_stop_signal(int sig)
+{
+	stop_signal = sig;
+}
+
+static const struct {
+	const char *name;
+	unsigned int bit;
+} balloon_features[] = {
+	{ "must-tell-host", VIOMB_F_MUST_TELL_HOST },
+	{ "stats", VIOMB_F_STATS_VQ },
+	{ "deflate-on-oom", VIOMB_F_DEFLATE_ON_OOM },
+	{ "reporting", VIOMB_F_PAGE_REPORTING },
+};
+
+/* "must-tell-host,stats" or "none"; exits 2 on an unknown name. */
+static uint64_t parse_balloon_features(const char *list)
+{
+	g_auto(GStrv) names = g_strsplit(list, ",", -1);
+	uint64_t f = 0;
+
+	if (strcmp(list, "none") == 0)
+		return 0;
+	for (char **n = names; *n; n++) {
+		size_t i;
+
+		for (i = 0; i < G_N_ELEMENTS(balloon_features); i++)
+			if (strcmp(*n, balloon_features[i].name) == 0)
+				break;
+		if (i == G_N_ELEMENTS(balloon_features))
+			die(EXIT_USAGE, "--features: unknown feature '%s' (must-tell-host, "
+			    "stats, deflate-on-oom, reporting, none)", *n);
+		f |= 1ull << balloon_features[i].bit;
+	}
+	return f;
+}
+
+static void balloon_feature_names(uint64_t f, char *buf, size_t len)
+{
+	size_t used = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < G_N_ELEMENTS(balloon_features); i++)
+		if (f & (1ull << balloon_features[i].bit))
+			used += (size_t)g_snprintf(buf + used, len - used, "%s%s",
+						   used ? "," : "", balloon_features[i].name);
+	if (used == 0)
+		g_strlcpy(buf, "none", len);
+}
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Host memory backing guest memory, as the host sees it (the memfd). */
+static uint64_t guest_resident(const struct viod_fe *fe)
+{
+	struct stat st;
+
+	if (fstat(fe->memfd, &st) < 0)
+		return 0;
+	return (uint64_t)st.st_blocks * 512;
+}
+
+struct balloon_run {
+	bool until;
+	int64_t deadline;        /* ns, -1: none */
+	bool printed;
+	uint32_t npages, actual, npages_raw;
+	uint64_t stats_served;
+	const struct viod_fe *fe;
+};
+
+/* hw.viomb.npages / hw.viomb.actual, as sysctl(8) prints them, on change. */
+static void balloon_print(const struct viomb *sc, struct balloon_run *br)
+{
+	if (!br->printed || viomb_npages(sc) != br->npages)
+		printf("hw.viomb.npages = %u\n", viomb_npages(sc));
+	if (!br->printed || viomb_actual(sc) != br->actual)
+		printf("hw.viomb.actual = %u\n", viomb_actual(sc));
+	if (br->printed && sc->npages_raw != br->npages_raw &&
+	    sc->npages_raw != viomb_npages(sc))
+		verbose("device asks for %u pages; clamped to the %zu-page pool",
+			sc->npages_raw, viod_fe_pool_pages(sc->fe));
+	if (sc->st.stats_served != br->stats_served)
+		verbose("stats requests served: %" PRIu64, sc->st.stats_served);
+	if (br->printed && viomb_actual(sc) != br->actual)
+		verbose("guest memory resident on the host: %" PRIu64 " KiB",
+			guest_resident(br->fe) / 1024);
+	fflush(stdout);
+	br->printed = true;
+	br->npages = viomb_npages(sc);
+	br->actual = viomb_actual(sc);
+	br->npages_raw = sc->npages_raw;
+	br->stats_served = sc->st.stats_served;
+}
+
+static int balloon_cb(struct viomb *sc, void *opaque)
+{
+	struct balloon_run *br = opaque;
+
+	balloon_print(sc, br);
+	if (stop_signal)
+		return 1;
+	if (br->until && viomb_reached(sc))
+		return 1;
+	if (br->deadline >= 0 && now_ns() >= br->deadline)
+		return br->until ? -ETIMEDOUT : 1;
+	return 0;
+}
+
+static int cmd_balloon(int argc, char **argv)
+{
+	g_autofree char *features_s = NULL;
+	gboolean follow = FALSE, until = FALSE, touch = FALSE, verbose_opt = FALSE;
+	double seconds = -1;
+	int queue_size = VIOMB_DEFAULT_QUEUE_SIZE;
+	GOptionEntry entries[] = {
+		{ "follow", 0, 0, G_OPTION_ARG_NONE, &follow,
+		  "Follow the host's target until SIGINT/SIGTERM (or --seconds)", NULL },
+		{ "until-reached", 0, 0, G_OPTION_ARG_NONE, &until,
+		  "Exit 0 once actual == npages, 1 after --seconds (the default)", NULL },
+		{ "seconds", 0, 0, G_OPTION_ARG_DOUBLE, &seconds,
+		  "Time limit (default: 60 with --until-reached, none with --follow)", "S" },
+		{ "features", 0, 0, G_OPTION_ARG_STRING, &features_s,
+		  "Features to accept if offered: must-tell-host,stats,deflate-on-oom,"
+		  "reporting or none (default: the first three)", "LIST" },
+		{ "touch", 0, 0, G_OPTION_ARG_NONE, &touch,
+		  "Write every page of the pool at start, so the host backs it", NULL },
+		{ "queue-size", 0, 0, G_OPTION_ARG_INT, &queue_size,
+		  "Ring size of each queue (default 64)", "N" },
+		{ "verbose", 'v', 0, G_OPTION_ARG_NONE, &verbose_opt,
+		  "Report negotiation, statistics and host memory on stderr", NULL },
+		{ NULL },
+	};
+	g_autoptr(GOptionContext) ctx =
+		g_option_context_new("- run the viomb(4) balloon driver");
+	struct balloon_run br = { .deadline = -1 };
+	struct sigaction sa;
+	struct viomb_opts o;
+	struct viod_fe fe;
+	struct viomb sc;
+	char names[128];
+	int r;
+
+	g_option_context_add_main_entries(ctx, entries, NULL);
+	if (parse_or_die(ctx, &argc, &argv) != 1)
+		die(EXIT_USAGE, "balloon: unexpected argument '%s'", argv[1]);
+	if (follow && until)
+		die(EXIT_USAGE, "balloon: --follow and --until-reached are exclusive");
+	if (seconds != -1 && !(seconds > 0 && seconds <= 86400 * 365))
+		die(EXIT_USAGE, "--seconds: expected 0 < S <= 31536000");
+	check_queue_size(queue_size);
+	if (verbose_opt)
+		g.verbose = TRUE;
+	br.until = !follow;
+	if (seconds < 0 && br.until)
+		seconds = 60;
+
+	viomb_opts_init(&o);
+	if (features_s)
+		o.features = parse_balloon_features(features_s);
+	if (o.features & (1ull << VIOMB_F_PAGE_REPORTING) &&
+	    queue_size < (int)VIOMB_REPORT_MAX_SG)
+		verbose("queue size %d: reports carry at most %d runs", queue_size,
+			queue_size);
+	o.queue_size = (uint16_t)queue_size;
+	o.touch_memory = touch;
+	o.ack_timeout_ms = g.timeout_ms;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_stop_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+
+	fe_start(&fe);
+	r = viomb_attach(&sc, &fe, &o);
+	if (r < 0)
+		fe_die(&fe, r, "viomb attach");
+	fe_report(&fe);
+	balloon_feature_names(fe.features_acked & VIOMB_FEATURES_SUPPORTED, names,
+			      sizeof(names));
+	verbose("balloon features %s; queues inflate 0 deflate 1 stats %d reporting %d; "
+		"pool %zu pages; guest memory resident on the host: %" PRIu64 " KiB",
+		names, sc.q_stats, sc.q_report, viod_fe_pool_pages(&fe),
+		guest_resident(&fe) / 1024);
+	br.fe = &fe;
+	if (seconds > 0)
+		br.deadline = now_ns() + (int64_t)(seconds * 1e9);
+
+	balloon_print(&sc, &br);
+	r = balloon_cb(&sc, &br);
+	if (r == 0)
+		r = viomb_run(&sc, balloon_cb, &br);
+	if (r == -ETIMEDOUT && !sc.broken)
+		die(EXIT_RUNTIME, "balloon: actual %u did not reach npages %u within %g s",
+		    viomb_actual(&sc), viomb_npages(&sc), seconds);
+	if (r < 0)
+		fe_die(&fe, r, "viomb");
+	balloon_print(&sc, &br);
+	verbose("inflated %" PRIu64 " pages in %" PRIu64 " requests, deflated %" PRIu64
+		" in %" PRIu64 ", reported %" PRIu64 " in %" PRIu64 ", stats served %"
+		PRIu64 ", config changes %" PRIu64 ", clamped reads %" PRIu64
+		", actual mismatches %" PRIu64 "%s",
+		sc.st.inflated, sc.st.inflate_reqs, sc.st.deflated, sc.st.deflate_reqs,
+		sc.st.reported, sc.st.report_reqs, sc.st.stats_served,
+		sc.st.config_changes, sc.st.clamped, sc.st.actual_mismatch,
+		stop_signal ? " (stopped by signal)" : "");
+	viomb_detach(&sc);
+	fe_finish(&fe);
+	return 0;
+}
+
 static const struct {
 	const char *name;
 	int (*fn)(int argc, char **argv);
@@ -429,6 +656,7 @@ static const struct {
 	{ "info", cmd_info },
 	{ "rng", cmd_rng },
 	{ "rng-stream", cmd_rng_stream },
+	{ "balloon", cmd_balloon },
 };
 
 int main(int argc, char **argv)
@@ -462,6 +690,8 @@ int main(int argc, char **argv)
 		"  info [--config-size N] [--virtio-id ID] [--queues N] [--queue-size N]\n"
 		"  rng --bytes N [--request-size S] [--queue-size N] [--hex | --out FILE]\n"
 		"  rng-stream (--seconds S | --bytes N) [--request-size S] [--queue-size N]\n"
+		"  balloon [--follow | --until-reached] [--seconds S] [--features LIST]\n"
+		"          [--touch] [--queue-size N] [--verbose]\n"
 		"\n'vioguest COMMAND --help' describes a command's options.\n"
 		"Exit status: 0 success, 1 runtime failure, 2 bad arguments.\n");
 	/* Stop at the command: its options belong to it. */
@@ -469,7 +699,7 @@ int main(int argc, char **argv)
 	g_option_context_add_main_entries(ctx, entries, NULL);
 	parse_or_die(ctx, &argc, &argv);
 	if (argc < 2)
-		die(EXIT_USAGE, "missing COMMAND (info, rng, rng-stream); see --help");
+		die(EXIT_USAGE, "missing COMMAND (info, rng, rng-stream, balloon); see --help");
 
 	for (size_t i = 0; i < G_N_ELEMENTS(commands); i++) {
 		if (strcmp(argv[1], commands[i].name) == 0) {
@@ -479,5 +709,5 @@ int main(int argc, char **argv)
 			return commands[i].fn(argc - 1, argv + 1);
 		}
 	}
-	die(EXIT_USAGE, "unknown command '%s' (info, rng, rng-stream)", argv[1]);
+	die(EXIT_USAGE, "unknown command '%s' (info, rng, rng-stream, balloon)", argv[1]);
 }

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "control.h"
 #include "options.h"
 #include "vhost/vhost.h"
 #include "viod-config.h"
@@ -45,11 +46,16 @@ static int usage_error(const char *msg)
 int main(int argc, char **argv)
 {
 	g_auto(GStrv) specs = NULL;
+	g_autofree char *control = NULL;
 	gboolean version = FALSE;
+	struct viod_store *store = NULL;
 	GOptionEntry entries[] = {
 		{ "device", 'd', 0, G_OPTION_ARG_STRING_ARRAY, &specs,
 		  "Serve a device (repeatable): TYPE,id=ID,socket=PATH[,poll-us=N][,OPTS]",
 		  "SPEC" },
+		{ "control", 'c', 0, G_OPTION_ARG_FILENAME, &control,
+		  "Control store socket (default $VIOD_CONTROL, else "
+		  "$XDG_RUNTIME_DIR/viod/control, else /run/viod/control)", "PATH" },
 		{ "verbose", 'v', 0, G_OPTION_ARG_NONE, &verbose,
 		  "Log connections and requests", NULL },
 		{ "version", 'V', 0, G_OPTION_ARG_NONE, &version,
@@ -65,7 +71,11 @@ int main(int argc, char **argv)
 	setlocale(LC_ALL, "");
 	ctx = g_option_context_new("- virtio devices over vhost-user");
 	g_option_context_set_summary(ctx,
-		"Device types: rng (options: max-bytes=N, period=MS).\n"
+		"Device types:\n"
+		"  balloon  options: must-tell-host, stats, deflate-on-oom, reporting\n"
+		"           (on|off, all on by default), stats-interval=SECONDS (5),\n"
+		"           target=PAGES (initial balloon size)\n"
+		"  rng      options: max-bytes=N, period=MS\n"
 		"Example: viod --device rng,id=rng0,socket=/tmp/rng0.sock");
 	g_option_context_add_main_entries(ctx, entries, NULL);
 	if (!g_option_context_parse(ctx, &argc, &argv, &err))
@@ -121,11 +131,23 @@ int main(int argc, char **argv)
 		}
 		g_info("%s: %s device on %s", dev->id, dev->ops->type, path);
 	}
+	{
+		g_autofree char *path = control ? g_strdup(control) : viod_control_default_path();
+
+		store = viod_control_start(devs, path, control != NULL, &err);
+		if (!store && control) {
+			fprintf(stderr, "viod: control store: %s\n", err->message);
+			status = 1;
+			goto out;
+		}
+		g_clear_error(&err);
+	}
 	g_unix_signal_add(SIGTERM, on_signal, loop);
 	g_unix_signal_add(SIGINT, on_signal, loop);
 	g_unix_signal_add(SIGHUP, on_signal, loop);
 	g_main_loop_run(loop);
 out:
+	viod_control_stop(store);
 	for (guint i = 0; i < devs->len; i++) {
 		struct viod_dev *dev = devs->pdata[i];
 

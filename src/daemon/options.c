@@ -22,7 +22,7 @@ struct viod_dev *viod_device_from_spec(const char *spec, GError **err)
 	ops = viod_device_lookup(parts[0]);
 	if (!ops) {
 		g_set_error(err, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
-			    "unknown device type '%s' (known: rng)", parts[0]);
+			    "unknown device type '%s' (known: balloon, rng)", parts[0]);
 		return NULL;
 	}
 	/* First pass: common keys and duplicates. */

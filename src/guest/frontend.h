@@ -85,6 +85,38 @@ struct viod_fe_queue {
 	struct viod_vqd vqd;
 };
 
+/*
+ * Page pool: guest memory handed out and taken back in 4 KiB pages (the
+ * virtio balloon's unit, virtio 1.2, 5.5.6), for drivers that give pages
+ * to the device (viomb). It takes page-aligned memory from the tail of
+ * each region, so runs never cross a region (guest-physical holes lie
+ * between regions). One bit per page says "allocated"; a second says
+ * "reported free" (free page reporting, 5.5.6.6), cleared when the page
+ * is allocated again, as Linux's PageReported.
+ */
+#define VIOD_FE_PAGE_SIZE 4096u
+#define VIOD_FE_POOL_TOUCH 0x1u   /* write every page once at init */
+
+struct viod_fe_pool_seg {
+	uint64_t gpa;             /* first page's guest address */
+	uint8_t *host;
+	size_t first;             /* pool index of the first page */
+	size_t npages;
+};
+
+struct viod_fe_pool {
+	unsigned int nsegs;
+	struct viod_fe_pool_seg segs[VIOD_FE_MAX_REGIONS];
+	size_t npages;            /* pages in the pool, 0: no pool */
+	size_t nfree;             /* not allocated */
+	size_t nreported;         /* free and reported */
+	size_t hint;              /* next-fit cursor */
+	uint64_t *alloc_bits;
+	uint64_t *report_bits;
+	uint64_t allocs;          /* viod_fe_page_alloc() successes */
+	uint64_t frees;           /* viod_fe_page_free() successes */
+};
+
 struct viod_fe {
 	struct viod_fe_opts opts;
 	int sock;
@@ -112,6 +144,7 @@ struct viod_fe {
 	unsigned int config_pending;   /* of which not yet delivered */
 
 	struct viod_fe_queue *queues;  /* VIOD_FE_MAX_QUEUES entries */
+	struct viod_fe_pool pool;
 	char err[256];
 };
 
@@ -137,6 +170,47 @@ int viod_fe_error(struct viod_fe *fe, int err, const char *fmt, ...);
  * in *gpa; NULL when no region has room. Memory starts zeroed.
  */
 void *viod_fe_alloc(struct viod_fe *fe, size_t len, size_t align, uint64_t *gpa);
+
+/*
+ * Creates the page pool from every whole free page left in the regions
+ * (at most max_pages; 0: no limit): allocate rings and buffers first,
+ * viod_fe_alloc() finds no room afterwards. flags: VIOD_FE_POOL_TOUCH
+ * writes each page once so the host really backs it (a memfd allocates
+ * on first write). 0, -EALREADY, -ENOSPC (no whole page left), -ENOMEM.
+ * Freed by viod_fe_disconnect().
+ */
+int viod_fe_pool_init(struct viod_fe *fe, size_t max_pages, unsigned int flags);
+
+/* Allocates one pool page: its guest address, or UINT64_MAX if none. */
+uint64_t viod_fe_page_alloc(struct viod_fe *fe);
+
+/*
+ * Returns the page at gpa to the pool. 0; -EINVAL if gpa is not a pool
+ * page; -EALREADY if it is free (the pool is unchanged either way).
+ */
+int viod_fe_page_free(struct viod_fe *fe, uint64_t gpa);
+
+/* Host pointer of pool page gpa (allocated or not), or NULL. */
+void *viod_fe_page_host(const struct viod_fe *fe, uint64_t gpa);
+
+/* Pages in the pool / free in it (0 without a pool). */
+size_t viod_fe_pool_pages(const struct viod_fe *fe);
+size_t viod_fe_pool_free(const struct viod_fe *fe);
+
+/*
+ * Free page reporting: allocates the first run of at least min_pages and
+ * at most max_pages free, not yet reported, contiguous pages (within one
+ * region), searching from the start of the pool. 1 with *gpa and *npages
+ * set, 0 if there is no such run.
+ */
+int viod_fe_pool_take_unreported(struct viod_fe *fe, size_t min_pages,
+				 size_t max_pages, uint64_t *gpa, size_t *npages);
+
+/*
+ * Frees npages pages from gpa (allocated, in one region) and marks them
+ * reported. 0 or -EINVAL (nothing changed).
+ */
+int viod_fe_pool_put_reported(struct viod_fe *fe, uint64_t gpa, size_t npages);
 
 /* Guest address of host pointer p in guest memory, or UINT64_MAX. */
 uint64_t viod_fe_gpa(const struct viod_fe *fe, const void *p);
@@ -198,6 +272,17 @@ int viod_fe_kick(struct viod_fe *fe, unsigned int idx);
  * (-1: wait forever), -EIO if the ring is broken, other -errno.
  */
 int viod_fe_wait(struct viod_fe *fe, unsigned int idx, int timeout_ms);
+
+/*
+ * Waits up to timeout_ms (-1: forever) for any of: a used entry on one of
+ * the n (<= VIOD_FE_WAIT_MAX) queues in idx[], or, with backend, a
+ * request on the back-end channel or a config change not yet delivered.
+ * Serves nothing (viod_fe_poll_backend does the channel). 1 when
+ * something is ready, 0 on timeout, -EIO if a ring is broken, -errno.
+ */
+#define VIOD_FE_WAIT_MAX 8u
+int viod_fe_wait_any(struct viod_fe *fe, const unsigned int *idx, unsigned int n,
+		     bool backend, int timeout_ms);
 
 /*
  * Stops queue idx with GET_VRING_BASE (the back-end's next avail index in

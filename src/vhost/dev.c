@@ -6,6 +6,8 @@
 #include "vhost.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <linux/virtio_config.h>
 #include <linux/virtio_ring.h>
 #include <stdlib.h>
@@ -42,7 +44,7 @@ bool viod_ratelimit_ok(struct viod_ratelimit *rl)
 
 uint64_t viod_dev_offered_features(const struct viod_dev *dev)
 {
-	return dev->ops->features |
+	return dev->device_features |
 	       (1ull << VIRTIO_F_VERSION_1) |
 	       (1ull << VIRTIO_RING_F_INDIRECT_DESC) |
 	       (1ull << VIRTIO_RING_F_EVENT_IDX) |
@@ -69,6 +71,7 @@ struct viod_dev *viod_dev_new(const struct viod_device_ops *ops, const char *id)
 	dev->listen_fd = dev->conn_fd = dev->backend_fd = -1;
 	dev->epfd = dev->wake_fd = -1;
 	dev->poll_max_ns = 50000;
+	dev->device_features = ops->features;
 	pthread_mutex_init(&dev->dp_lock, NULL);
 	pthread_mutex_init(&dev->backend_lock, NULL);
 	dev->vrings = g_new0(struct viod_vring, ops->num_queues);
@@ -180,6 +183,94 @@ void viod_dev_config_changed(struct viod_dev *dev)
 	pthread_mutex_unlock(&dev->backend_lock);
 }
 
+void viod_dev_wake(struct viod_dev *dev)
+{
+	viod_worker_wake(dev);
+}
+
+void viod_dev_offer_features(struct viod_dev *dev, uint64_t features)
+{
+	dev->device_features = features;
+}
+
+bool viod_dev_connected(const struct viod_dev *dev)
+{
+	return dev->conn_fd >= 0;
+}
+
+uint64_t viod_dev_mem_size(const struct viod_dev *dev)
+{
+	uint64_t total = 0;
+
+	for (unsigned int i = 0; i < dev->mem.nregions; i++)
+		total += dev->mem.regions[i].size;
+	return total;
+}
+
+const struct viod_mem *viod_dev_mem(struct viod_dev *dev)
+{
+	return &dev->mem;
+}
+
+uint64_t viod_dev_mem_page_size(struct viod_dev *dev, unsigned int region)
+{
+	return region < dev->mem.nregions ? dev->maps[region].page_size : 4096;
+}
+
+static uint64_t fd_allocated(int fd)
+{
+	struct stat st;
+
+	return fstat(fd, &st) == 0 ? (uint64_t)st.st_blocks * 512u : 0;
+}
+
+int64_t viod_dev_mem_discard(struct viod_dev *dev, unsigned int region,
+			     uint64_t gpa, uint64_t len)
+{
+	const struct viod_mem_region *r;
+	const struct viod_memmap *map;
+	uint64_t off, before, after;
+
+	if (region >= dev->mem.nregions)
+		return -EINVAL;
+	r = &dev->mem.regions[region];
+	map = &dev->maps[region];
+	if (gpa < r->gpa || len == 0 || gpa - r->gpa > r->size ||
+	    len > r->size - (gpa - r->gpa) ||
+	    (gpa - r->gpa) % map->page_size || len % map->page_size)
+		return -EINVAL;
+	off = map->fd_offset + (gpa - r->gpa);
+	before = fd_allocated(map->fd);
+	/* A shared memfd ignores MADV_DONTNEED; only punching the file frees. */
+	if (fallocate(map->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		      (off_t)off, (off_t)len) < 0)
+		return -errno;
+	after = fd_allocated(map->fd);
+	return before > after ? (int64_t)(before - after) : 0;
+}
+
+uint64_t viod_dev_mem_allocated(struct viod_dev *dev)
+{
+	struct stat st[VIOD_MEM_MAX_REGIONS];
+	uint64_t total = 0;
+
+	/* Regions may be backed by one file (QEMU splits RAM around the PCI
+	 * hole and sends an fd per region): count each file once. */
+	for (unsigned int i = 0; i < dev->mem.nregions; i++) {
+		bool seen = false;
+
+		if (fstat(dev->maps[i].fd, &st[i]) < 0) {
+			st[i].st_ino = 0;
+			continue;
+		}
+		for (unsigned int j = 0; j < i && !seen; j++)
+			seen = st[j].st_ino == st[i].st_ino && st[j].st_dev == st[i].st_dev;
+		if (!seen)
+			total += (uint64_t)st[i].st_blocks * 512u;
+	}
+	return total;
+}
+
 void viod_vring_close_fds(struct viod_vring *vr)
 {
 	if (vr->kick_fd >= 0)
@@ -255,6 +346,13 @@ void viod_vrings_remap(struct viod_dev *dev)
 {
 	for (unsigned int q = 0; q < dev->ops->num_queues; q++)
 		viod_vring_update(dev, q, false);
+}
+
+void viod_dev_mem_changed(struct viod_dev *dev)
+{
+	viod_vrings_remap(dev);
+	if (dev->ops->mem_changed)
+		dev->ops->mem_changed(dev);
 }
 
 void viod_vring_stop(struct viod_dev *dev, unsigned int q)

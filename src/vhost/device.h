@@ -19,6 +19,7 @@
 #include "virtio/vq.h"
 
 struct viod_dev;
+struct viod_store;
 
 struct viod_device_ops {
 	const char *type;        /* as in --device TYPE,... */
@@ -44,6 +45,15 @@ struct viod_device_ops {
 			    uint32_t len);
 	/* Device reset: all per-connection state back to initial values. */
 	void (*reset)(struct viod_dev *dev);
+	/* The memory table changed (dp_lock held, no handler running). */
+	void (*mem_changed)(struct viod_dev *dev);
+	/* Control store (control thread): create the device's keys under
+	 * prefix ("/devices/ID") and register writable ones; then refresh
+	 * them, called periodically. */
+	void (*store_attach)(struct viod_dev *dev, struct viod_store *st,
+			     const char *prefix);
+	void (*store_publish)(struct viod_dev *dev, struct viod_store *st,
+			      const char *prefix);
 };
 
 void *viod_dev_priv(struct viod_dev *dev);
@@ -65,11 +75,48 @@ void viod_dev_notify(struct viod_dev *dev, unsigned int qidx);
 void viod_dev_throttle(struct viod_dev *dev, uint64_t until);
 /* Tells the front-end that config space changed (back-end channel). */
 void viod_dev_config_changed(struct viod_dev *dev);
+/* Control thread: makes the worker run the queue handlers soon. */
+void viod_dev_wake(struct viod_dev *dev);
+/* Control thread, before the socket listens: the device feature bits to
+ * offer (default ops->features), e.g. after options switched some off. */
+void viod_dev_offer_features(struct viod_dev *dev, uint64_t features);
+/* Whether a front-end is connected, and its guest memory in bytes (sum of
+ * the regions). Control thread. */
+bool viod_dev_connected(const struct viod_dev *dev);
+uint64_t viod_dev_mem_size(const struct viod_dev *dev);
+
+/*
+ * Guest memory for devices that manage it (worker thread, or mem_changed):
+ * the translation table, each region's backing page size (4096, or the
+ * huge page size), and discard: punches [gpa, gpa + len), which must lie
+ * in region i and be aligned to its page size, out of the backing fd so
+ * the host gets the memory back. Returns the bytes the host released
+ * (allocated blocks before minus after) or -errno.
+ */
+const struct viod_mem *viod_dev_mem(struct viod_dev *dev);
+uint64_t viod_dev_mem_page_size(struct viod_dev *dev, unsigned int region);
+int64_t viod_dev_mem_discard(struct viod_dev *dev, unsigned int region,
+			     uint64_t gpa, uint64_t len);
+/* Bytes of host memory currently allocated to guest memory. */
+uint64_t viod_dev_mem_allocated(struct viod_dev *dev);
 
 uint64_t viod_now_ns(void);
+
+/* Rate-limited logging for anything a guest or front-end can trigger:
+ * at most 10 lines per 5 s per limiter, then a count of those dropped. */
+struct viod_ratelimit {
+	uint64_t window_start;
+	unsigned int count;
+	unsigned int suppressed;
+};
+bool viod_ratelimit_ok(struct viod_ratelimit *rl);
 
 /* Registered device types. */
 const struct viod_device_ops *viod_device_lookup(const char *type);
 extern const struct viod_device_ops viod_rng_ops;
+extern const struct viod_device_ops viod_balloon_ops;
+
+/* Registered types, NULL-terminated, for --help and error messages. */
+extern const struct viod_device_ops *const viod_device_types[];
 
 #endif

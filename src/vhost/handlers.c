@@ -94,7 +94,7 @@ static int set_mem_table(struct viod_dev *dev, struct viod_vu_msg *m, int *fds)
 			break;
 		}
 	}
-	viod_vrings_remap(dev);
+	viod_dev_mem_changed(dev);
 	viod_dev_unlock(dev);
 	return rc;
 }
@@ -330,7 +330,7 @@ static int add_mem_reg(struct viod_dev *dev, struct viod_vu_msg *m, int *fds)
 	fds[0] = -1;
 	viod_dev_lock(dev);
 	rc = viod_memtable_add(dev, &m->u.memreg.region, fd);
-	viod_vrings_remap(dev);
+	viod_dev_mem_changed(dev);
 	viod_dev_unlock(dev);
 	return rc;
 }
@@ -341,7 +341,7 @@ static int rem_mem_reg(struct viod_dev *dev, struct viod_vu_msg *m, int *fds)
 
 	viod_dev_lock(dev);
 	rc = viod_memtable_remove(dev, &m->u.memreg.region);
-	viod_vrings_remap(dev);
+	viod_dev_mem_changed(dev);
 	viod_dev_unlock(dev);
 	return rc;
 }

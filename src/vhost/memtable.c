@@ -55,7 +55,7 @@ int viod_memtable_add(struct viod_dev *dev, const struct viod_vu_region *vr, int
 	r.host = (uint8_t *)base + lead;
 	dev->maps[dev->mem.nregions] = (struct viod_memmap){
 		.base = base, .len = (size_t)map_len, .fd = fd,
-		.fd_offset = vr->mmap_offset,
+		.fd_offset = vr->mmap_offset, .page_size = align,
 	};
 	dev->mem.regions[dev->mem.nregions++] = r;
 	return 0;

@@ -28,6 +28,7 @@ struct viod_memmap {
 	size_t len;     /* mmap length */
 	int fd;         /* kept open: devices may punch holes through it */
 	uint64_t fd_offset; /* file offset of the region's first byte */
+	uint64_t page_size; /* backing page size: punches are aligned to it */
 };
 
 struct viod_vring {
@@ -72,6 +73,7 @@ struct viod_dev {
 	uint8_t status;
 	uint64_t connections;
 	uint64_t protocol_errors;
+	uint64_t device_features;   /* offered device bits (viod_dev_offer_features) */
 
 	/* Back-end channel: any thread may send on it. */
 	pthread_mutex_t backend_lock;
@@ -124,6 +126,8 @@ void viod_dev_reset_conn(struct viod_dev *dev);
 void viod_vring_stop(struct viod_dev *dev, unsigned int q);
 void viod_vring_update(struct viod_dev *dev, unsigned int q, bool fresh);
 void viod_vrings_remap(struct viod_dev *dev);
+/* After any memory table change, dp_lock held: remap rings, tell the device. */
+void viod_dev_mem_changed(struct viod_dev *dev);
 void viod_vring_close_fds(struct viod_vring *vr);
 bool viod_vring_running(const struct viod_vring *vr);
 uint64_t viod_dev_offered_features(const struct viod_dev *dev);
@@ -147,12 +151,5 @@ void viod_server_disconnect(struct viod_dev *dev, const char *why);
  * had truncated away (SIGBUS), 0 otherwise. Nests; any thread. */
 int viod_guard_run(void (*fn)(void *), void *arg);
 
-/* Rate-limited logging for anything a guest or front-end can trigger. */
-struct viod_ratelimit {
-	uint64_t window_start;
-	unsigned int count;
-	unsigned int suppressed;
-};
-bool viod_ratelimit_ok(struct viod_ratelimit *rl);
 
 #endif

@@ -23,6 +23,21 @@ const struct viod_mem_region *viod_mem_find(const struct viod_mem *m, uint64_t g
 	return NULL;
 }
 
+int viod_mem_host_to_gpa(const struct viod_mem *m, const void *p, uint64_t *gpa)
+{
+	uintptr_t a = (uintptr_t)p;
+
+	for (unsigned int i = 0; i < m->nregions; i++) {
+		uintptr_t base = (uintptr_t)m->regions[i].host;
+
+		if (a >= base && a - base < m->regions[i].size) {
+			*gpa = m->regions[i].gpa + (a - base);
+			return (int)i;
+		}
+	}
+	return -1;
+}
+
 int viod_mem_map_iov(const struct viod_mem *m, uint64_t gpa, uint64_t len,
 		     struct iovec *iov, unsigned int max_iov)
 {

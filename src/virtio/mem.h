@@ -44,6 +44,10 @@ void *viod_mem_map(const struct viod_mem *m, uint64_t gpa, uint64_t len);
 /* The same for a front-end user address (vring addresses), or NULL. */
 void *viod_mem_map_uva(const struct viod_mem *m, uint64_t uva, uint64_t len);
 
+/* The index of the region whose mapping holds host pointer p, with p's
+ * guest address in *gpa; -1 if p is not in guest memory. */
+int viod_mem_host_to_gpa(const struct viod_mem *m, const void *p, uint64_t *gpa);
+
 /* The region holding gpa, or NULL. */
 const struct viod_mem_region *viod_mem_find(const struct viod_mem *m, uint64_t gpa);
 

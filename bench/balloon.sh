@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# The same Linux guest and balloon target, once with QEMU's built-in
+# virtio-balloon (QMP `balloon`) and once with viod's balloon (balloonctl
+# set --wait) behind vhost-user-device-pci, in one run: seconds until the
+# guest's balloon reaches the target, and host memory actually freed (bytes
+# QEMU's guest-RAM memfd stops holding), with the ratios viod/QEMU.
+# Usage: bench/balloon.sh [BUILD_DIR] [GUEST_MB] [BALLOON_MB]
+set -euo pipefail
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+build=${1:-$top/build}
+guest_mb=${2:-1024}
+balloon_mb=${3:-512}
+pages=$((balloon_mb * 256))
+fill=$((guest_mb * 7 / 10))
+qemu=$("$top/tools/build-qemu.sh" | tail -n 1)
+guest=$("$top/tools/guest/build-guest.sh" | tail -n 1)
+for b in "$build/viod" "$build/tools/balloonctl"; do
+	[ -x "$b" ] || { echo "bench: $b missing: build first" >&2; exit 2; }
+done
+
+tmp=$(mktemp -d)
+pid=""
+trap '[ -n "$pid" ] && kill $pid 2>/dev/null; rm -rf "$tmp"' EXIT
+now() { date +%s.%N; }
+
+# Bytes the guest-RAM memfd of the QEMU whose command line has $1.
+memfd_bytes() {
+	local qp="" p f
+	for p in $(pgrep -f -- "$1"); do
+		case $(readlink "/proc/$p/exe") in */qemu-system-*) qp=$p ;; esac
+	done
+	[ -n "$qp" ] || return 1
+	for f in /proc/"$qp"/fd/*; do
+		case $(readlink "$f") in
+		/memfd:mem*) echo $(($(stat -L -c %b "$f") * 512)); return 0 ;;
+		esac
+	done
+	return 1
+}
+
+# run NAME MARK QEMU-ARGS...: boots the guest, calls inflate_NAME at READY.
+run() {
+	local name=$1 mark=$2 line t0 t1 a0 a1
+	shift 2
+	while IFS= read -r line; do
+		case $line in
+		BENCH-READY*)
+			a0=$(memfd_bytes "$mark")
+			t0=$(now)
+			"inflate_$name"
+			t1=$(now)
+			sleep 0.5 # let the last batches reach the host
+			a1=$(memfd_bytes "$mark")
+			echo "$name $(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }') $((a0 - a1))" \
+				>>"$tmp/results"
+			;;
+		esac
+	done < <("$top/tools/guest/run-guest.sh" --qemu "$qemu" --memory "$guest_mb" \
+		--timeout 600 --kernel "$guest/vmlinuz" --initrd "$guest/initrd.img" \
+		--script "$top/bench/balloon-guest.sh" \
+		--append "console=ttyS0 panic=-1 quiet viod.pages=$pages viod.fill=$fill" \
+		-- "$@" 2>/dev/null)
+}
+
+inflate_qemu() {
+	local target=$(((guest_mb - balloon_mb) * 1048576)) actual
+	"$top/bench/qmp.py" "$tmp/qmp.sock" \
+		"{\"execute\":\"balloon\",\"arguments\":{\"value\":$target}}" >/dev/null
+	while :; do
+		actual=$("$top/bench/qmp.py" "$tmp/qmp.sock" '{"execute":"query-balloon"}' |
+			sed -n 's/.*"actual": *\([0-9]*\).*/\1/p')
+		[ "$actual" -le "$target" ] && break
+		sleep 0.02
+	done
+}
+
+inflate_viod() {
+	"$build/tools/balloonctl" --socket "$tmp/control" set b0 "$pages" --wait --timeout 600 \
+		>/dev/null
+}
+
+run qemu "qmp.sock" -device virtio-balloon-pci,id=bal0 \
+	-qmp "unix:$tmp/qmp.sock,server=on,wait=off"
+
+"$build/viod" --control "$tmp/control" --device "balloon,id=b0,socket=$tmp/b0.sock" \
+	2>"$tmp/viod.log" &
+pid=$!
+for _ in $(seq 100); do [ -S "$tmp/control" ] && break; sleep 0.05; done
+run viod "$tmp/b0.sock" -chardev "socket,id=c0,path=$tmp/b0.sock" \
+	-device vhost-user-device-pci,virtio-id=5,num_vqs=4,config_size=16,chardev=c0
+
+printf 'guest %d MiB, balloon target %d MiB (%d pages), TCG\n' "$guest_mb" "$balloon_mb" "$pages"
+printf '%-22s %9s %14s %12s\n' balloon seconds "host freed MiB" "freed MiB/s"
+awk '
+	{ printf "%-22s %9.2f %14.1f %12.1f\n", $1, $2, $3 / 1048576, $3 / 1048576 / $2
+	  s[$1] = $2; f[$1] = $3 }
+	END { printf "viod vs QEMU: %.2fx faster to reach the target, %.2fx the freeing rate\n",
+		s["qemu"] / s["viod"], (f["viod"] / s["viod"]) / (f["qemu"] / s["qemu"]) }
+' "$tmp/results"

@@ -1,0 +1,111 @@
+/* Publishing device state into the control store (control thread). */
+#include "control.h"
+
+#include <errno.h>
+#include <sys/stat.h>
+
+#include "store/store.h"
+#include "vhost/vhost.h"
+
+#define PUBLISH_MS 50
+
+struct control {
+	struct viod_store *st;
+	GPtrArray *devs;
+	guint timer;
+};
+
+static struct control ctl;
+
+static char *prefix_of(const struct viod_dev *dev)
+{
+	return g_strdup_printf("/devices/%s", dev->id);
+}
+
+static void publish(struct viod_dev *dev)
+{
+	g_autofree char *p = prefix_of(dev);
+	g_autofree char *k = NULL;
+
+	k = g_strdup_printf("%s/state", p);
+	viod_store_set(ctl.st, k, viod_dev_connected(dev) ? "connected" : "waiting");
+	g_free(k);
+	k = g_strdup_printf("%s/features", p);
+	viod_store_setf(ctl.st, k, "0x%016" G_GINT64_MODIFIER "x", dev->features_acked);
+	g_free(k);
+	k = g_strdup_printf("%s/status", p);
+	viod_store_setf(ctl.st, k, "0x%02x", dev->status | (dev->needs_reset ? 0x40 : 0));
+	g_free(k);
+	k = g_strdup_printf("%s/connections", p);
+	viod_store_setf(ctl.st, k, "%" G_GUINT64_FORMAT, dev->connections);
+	if (dev->ops->store_publish)
+		dev->ops->store_publish(dev, ctl.st, p);
+}
+
+static gboolean publish_all(gpointer data)
+{
+	for (guint i = 0; i < ctl.devs->len; i++)
+		publish(ctl.devs->pdata[i]);
+	return G_SOURCE_CONTINUE;
+}
+
+char *viod_control_default_path(void)
+{
+	const char *env = g_getenv("VIOD_CONTROL");
+	const char *rt = g_getenv("XDG_RUNTIME_DIR");
+
+	/* The same rule as the clients' (viod_store_default_path). */
+	if (env && *env)
+		return g_strdup(env);
+	return g_build_filename(rt && *rt ? rt : "/run", "viod", "control", NULL);
+}
+
+struct viod_store *viod_control_start(GPtrArray *devs, const char *path,
+				      gboolean explicit, GError **err)
+{
+	g_autofree char *dir = g_path_get_dirname(path);
+	g_autoptr(GError) lerr = NULL;
+
+	if (!explicit && g_mkdir_with_parents(dir, 0700) < 0) {
+		g_set_error(err, G_FILE_ERROR, g_file_error_from_errno(errno),
+			    "cannot create %s: %s", dir, g_strerror(errno));
+		return NULL;
+	}
+	ctl.st = viod_store_new();
+	ctl.devs = devs;
+	for (guint i = 0; i < devs->len; i++) {
+		struct viod_dev *dev = devs->pdata[i];
+		g_autofree char *p = prefix_of(dev);
+		g_autofree char *k = g_strdup_printf("%s/type", p);
+
+		viod_store_set(ctl.st, k, dev->ops->type);
+		g_free(k);
+		k = g_strdup_printf("%s/socket", p);
+		viod_store_set(ctl.st, k, dev->socket_path ? dev->socket_path : "");
+		publish(dev);
+		if (dev->ops->store_attach)
+			dev->ops->store_attach(dev, ctl.st, p);
+	}
+	if (!viod_store_listen(ctl.st, path, &lerr)) {
+		if (explicit) {
+			g_propagate_error(err, g_steal_pointer(&lerr));
+			viod_store_free(ctl.st);
+			ctl.st = NULL;
+			return NULL;
+		}
+		g_warning("control store disabled: %s (use --control PATH)", lerr->message);
+	}
+	ctl.timer = g_timeout_add(PUBLISH_MS, publish_all, NULL);
+	return ctl.st;
+}
+
+void viod_control_stop(struct viod_store *st)
+{
+	if (!st)
+		return;
+	if (ctl.timer)
+		g_source_remove(ctl.timer);
+	ctl.timer = 0;
+	viod_store_free(st);
+	ctl.st = NULL;
+}

@@ -1,0 +1,743 @@
+/*
+ * Traditional memory balloon (virtio 1.2, 5.5), device id 5.
+ *
+ * Queues are numbered by the *negotiated* features, as Linux numbers them:
+ * inflateq 0, deflateq 1, then statsq if STATS_VQ, then (never offered
+ * here) free_page_vq if FREE_PAGE_HINT, then reporting_vq if REPORTING.
+ *
+ * Contracts:
+ * - Every PFN (4 KiB units, 5.5.6) is checked against the memory table one
+ *   by one; the device tracks which pages are in the balloon (a bitmap per
+ *   region), so a page inflated twice, or deflated without having been
+ *   inflated, is an error counted and logged (rate-limited), never a crash.
+ * - Guest RAM is a shared memfd, where MADV_DONTNEED frees nothing: pages
+ *   go back to the host by punching holes in the region's fd, one
+ *   fallocate() per run of contiguous pages. Huge-page-backed regions are
+ *   punched only in whole huge pages, once all 4 KiB pages of one are in.
+ * - Deflate needs no host action (the guest's next touch faults a page
+ *   back in); with MUST_TELL_HOST the guest waits for our ack before reuse.
+ * - Free page reporting (5.5.6.6) ranges are released the same way but
+ *   are not balloon pages.
+ * - Statistics: the guest's buffer is held until we want new values, then
+ *   returned; the guest refills and re-posts it (5.5.6.3). Unknown tags are
+ *   ignored; the latest value of each known tag is kept.
+ *
+ * Threads: config access, target and store hooks run on the control
+ * thread; queue handlers and mem_changed run with dp_lock held. Values the
+ * control thread reads from the worker side are atomics.
+ */
+#include "devices/balloon.h"
+#include "vhost/device.h"
+#include "store/store.h"
+
+#include <endian.h>
+#include <gio/gio.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <linux/virtio_balloon.h>
+#include <linux/virtio_ids.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BALLOON_PAGE 4096u
+#define BALLOON_QUEUES 4u      /* inflate, deflate, stats, reporting */
+#define PFN_CHUNK 256u         /* PFNs copied out of guest memory at once */
+#define CHAINS_PER_CALL 32u
+#define STAT_BYTES 10u         /* packed { le16 tag; le64 val } */
+
+enum qrole { Q_NONE, Q_INFLATE, Q_DEFLATE, Q_STATS, Q_REPORTING };
+
+static const char *const stat_names[VIRTIO_BALLOON_S_NR] = {
+	"swap-in", "swap-out", "major-faults", "minor-faults", "free-memory",
+	"total-memory", "available-memory", "disk-caches",
+	"hugetlb-allocations", "hugetlb-failures",
+};
+
+/* Which 4 KiB pages of a region are in the balloon. */
+struct bmap {
+	uint64_t gpa;
+	uint64_t size;
+	uint64_t unit;          /* backing page size, a multiple of 4 KiB */
+	uint64_t *bits;
+};
+
+#define BALLOON_OFFERED ((1ull << VIRTIO_BALLOON_F_MUST_TELL_HOST) | \
+			 (1ull << VIRTIO_BALLOON_F_STATS_VQ) |       \
+			 (1ull << VIRTIO_BALLOON_F_DEFLATE_ON_OOM) | \
+			 (1ull << VIRTIO_BALLOON_F_REPORTING))
+#define STATS_INTERVAL_DEFAULT 5u
+
+struct balloon {
+	/* Options. */
+	uint64_t switched_off;         /* offered features turned off */
+	unsigned int stats_interval;   /* seconds, 0 = off */
+	bool stats_interval_set;
+	uint32_t initial_target;
+
+	/* Control thread. */
+	uint32_t num_pages;
+	uint32_t actual;
+	guint stats_timer;
+	struct viod_dev *dev;
+
+	/* Worker (dp_lock). */
+	struct bmap maps[VIOD_MEM_MAX_REGIONS];
+	unsigned int nmaps;
+	bool stats_held;
+	uint16_t stats_head;
+	uint32_t pfns[PFN_CHUNK];
+
+	/* Worker to control thread. */
+	atomic_uint_fast64_t inflated;      /* pages in the balloon */
+	atomic_uint_fast64_t host_freed;    /* bytes the host got back */
+	atomic_uint_fast64_t reported;      /* of which via page reporting */
+	atomic_uint_fast64_t errors;
+	atomic_uint_fast64_t stats[VIRTIO_BALLOON_S_NR];
+	atomic_uint_fast64_t stats_seen;    /* bitmask of tags received */
+	atomic_uint_fast64_t stats_updates;
+	atomic_int_fast64_t stats_updated;  /* g_get_monotonic_time() of the last */
+	atomic_bool stats_request;
+};
+
+static enum qrole queue_role(uint64_t f, unsigned int q)
+{
+	unsigned int next = 2;
+
+	if (q == 0)
+		return Q_INFLATE;
+	if (q == 1)
+		return Q_DEFLATE;
+	if (viod_has_feature(f, VIRTIO_BALLOON_F_STATS_VQ) && q == next++)
+		return Q_STATS;
+	if (viod_has_feature(f, VIRTIO_BALLOON_F_FREE_PAGE_HINT) && q == next++)
+		return Q_NONE;
+	if (viod_has_feature(f, VIRTIO_BALLOON_F_REPORTING) && q == next)
+		return Q_REPORTING;
+	return Q_NONE;
+}
+
+static void guest_error(struct viod_dev *dev, struct balloon *b, const char *what,
+			uint64_t pfn)
+{
+	static struct viod_ratelimit rl;
+
+	atomic_fetch_add_explicit(&b->errors, 1, memory_order_relaxed);
+	if (viod_ratelimit_ok(&rl))
+		g_warning("%s: balloon: %s (pfn 0x%" PRIx64 ")", viod_dev_id(dev), what, pfn);
+}
+
+static bool bit_test(const uint64_t *bits, uint64_t i)
+{
+	return (bits[i / 64] >> (i % 64)) & 1;
+}
+
+/* Whether every 4 KiB page of backing unit u is in the balloon. */
+static bool unit_full(const struct bmap *m, uint64_t u)
+{
+	uint64_t per = m->unit / BALLOON_PAGE, first = u * per;
+
+	for (uint64_t i = first; i < first + per; i++)
+		if (!bit_test(m->bits, i))
+			return false;
+	return true;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* The bitmap holding the 4 KiB page at gpa, or -1. */
+static int map_find(const struct balloon *b, uint64_t gpa)
+{
+	for (unsigned int i = 0; i < b->nmaps; i++)
+		if (gpa >= b->maps[i].gpa && gpa - b->maps[i].gpa < b->maps[i].size &&
+		    b->maps[i].size - (gpa - b->maps[i].gpa) >= BALLOON_PAGE)
+			return (int)i;
+	return -1;
+}
+
+static void discard(struct viod_dev *dev, struct balloon *b, unsigned int r,
+		    uint64_t gpa, uint64_t len, bool reported)
+{
+	int64_t freed = viod_dev_mem_discard(dev, r, gpa, len);
+
+	if (freed < 0) {
+		static struct viod_ratelimit rl;
+
+		if (viod_ratelimit_ok(&rl))
+			g_warning("%s: balloon: releasing %" PRIu64 " bytes: %s",
+				  viod_dev_id(dev), len, g_strerror((int)-freed));
+		return;
+	}
+	atomic_fetch_add_explicit(&b->host_freed, (uint64_t)freed, memory_order_relaxed);
+	if (reported)
+		atomic_fetch_add_explicit(&b->reported, (uint64_t)freed, memory_order_relaxed);
+}
+
+/*
+ * Releases the backing units touched by the sorted, unique, newly inflated
+ * pfns[0..n) of region r that are now wholly in the balloon, merging
+ * adjacent units into one discard.
+ */
+static void release_pfns(struct viod_dev *dev, struct balloon *b, unsigned int r,
+			 const uint32_t *pfns, unsigned int n)
+{
+	const struct bmap *m = &b->maps[r];
+	uint64_t run_start = 0, run_len = 0, last_unit = UINT64_MAX;
+
+	for (unsigned int i = 0; i < n; i++) {
+		uint64_t u = (((uint64_t)pfns[i] << VIRTIO_BALLOON_PFN_SHIFT) - m->gpa) / m->unit;
+
+		if (u == last_unit)
+			continue;
+		last_unit = u;
+		if (!unit_full(m, u))
+			continue;
+		if (run_len && u == run_start + run_len) {
+			run_len++;
+			continue;
+		}
+		if (run_len)
+			discard(dev, b, r, m->gpa + run_start * m->unit, run_len * m->unit, false);
+		run_start = u;
+		run_len = 1;
+	}
+	if (run_len)
+		discard(dev, b, r, m->gpa + run_start * m->unit, run_len * m->unit, false);
+}
+
+/* Applies one chunk of PFNs from an inflate or deflate buffer. */
+static void apply_pfns(struct viod_dev *dev, struct balloon *b, uint32_t *pfns,
+		       unsigned int n, bool inflate)
+{
+	unsigned int valid = 0;
+
+	/* valid counts pages whose state changed; inflated ones are also
+	 * gathered at the front of pfns for release. */
+	for (unsigned int i = 0; i < n; i++) {
+		uint32_t pfn = le32toh(pfns[i]);
+		uint64_t gpa = (uint64_t)pfn << VIRTIO_BALLOON_PFN_SHIFT;
+		int r = map_find(b, gpa);
+		uint64_t bit, *word, mask;
+
+		if (r < 0) {
+			guest_error(dev, b, "PFN outside guest memory", pfn);
+			continue;
+		}
+		bit = (gpa - b->maps[r].gpa) / BALLOON_PAGE;
+		word = &b->maps[r].bits[bit / 64];
+		mask = 1ull << (bit % 64);
+		if (inflate == !!(*word & mask)) {
+			guest_error(dev, b, inflate ? "page inflated twice" :
+				    "deflate of a page not in the balloon", pfn);
+			continue;
+		}
+		*word ^= mask;
+		pfns[valid++] = pfn;
+	}
+	if (!inflate) {
+		atomic_fetch_sub_explicit(&b->inflated, valid, memory_order_relaxed);
+		return;
+	}
+	atomic_fetch_add_explicit(&b->inflated, valid, memory_order_relaxed);
+	/* Sorted, runs of contiguous pages become one fallocate() each. */
+	qsort(pfns, valid, sizeof(*pfns), cmp_u32);
+	for (unsigned int i = 0; i < valid;) {
+		int r = map_find(b, (uint64_t)pfns[i] << VIRTIO_BALLOON_PFN_SHIFT);
+		unsigned int j = i + 1;
+
+		while (j < valid &&
+		       map_find(b, (uint64_t)pfns[j] << VIRTIO_BALLOON_PFN_SHIFT) == r)
+			j++;
+		release_pfns(dev, b, (unsigned int)r, pfns + i, j - i);
+		i = j;
+	}
+}
+
+/* Inflate and deflate queues: arrays of le32 PFNs, device-readable. */
+static unsigned int pfn_queue(struct viod_dev *dev, struct balloon *b,
+			      unsigned int q, bool inflate)
+{
+	struct viod_vq *vq = viod_dev_vq(dev, q);
+	struct viod_vq_elem *e = viod_dev_elem(dev);
+	unsigned int done = 0;
+
+	while (done < CHAINS_PER_CALL && viod_vq_pop(vq, e) > 0) {
+		/* 5.5.6: whole PFNs only; a trailing partial one is ignored. */
+		uint64_t total = e->out_len / 4;
+
+		for (uint64_t off = 0; off < total; off += PFN_CHUNK) {
+			unsigned int n = (unsigned int)MIN((uint64_t)PFN_CHUNK, total - off);
+
+			viod_iov_to_buf(e->iov, e->out_num, off * 4, b->pfns, n * 4u);
+			apply_pfns(dev, b, b->pfns, n, inflate);
+		}
+		viod_vq_push(vq, e->head, 0);
+		done++;
+	}
+	if (done)
+		viod_dev_notify(dev, q);
+	return done;
+}
+
+/* Page reporting: each buffer is a free range to release, not tracked. */
+static unsigned int report_queue(struct viod_dev *dev, struct balloon *b, unsigned int q)
+{
+	struct viod_vq *vq = viod_dev_vq(dev, q);
+	struct viod_vq_elem *e = viod_dev_elem(dev);
+	const struct viod_mem *mem = viod_dev_mem(dev);
+	unsigned int done = 0;
+
+	while (done < CHAINS_PER_CALL && viod_vq_pop(vq, e) > 0) {
+		for (unsigned int i = 0; i < e->out_num + e->in_num; i++) {
+			uint64_t gpa, start, end, unit;
+			int r = viod_mem_host_to_gpa(mem, e->iov[i].iov_base, &gpa);
+
+			if (r < 0)
+				continue;
+			unit = viod_dev_mem_page_size(dev, (unsigned int)r);
+			/* Only whole backing pages can go back to the host. */
+			start = (gpa - mem->regions[r].gpa + unit - 1) / unit * unit;
+			end = (gpa - mem->regions[r].gpa + e->iov[i].iov_len) / unit * unit;
+			if (end > start)
+				discard(dev, b, (unsigned int)r, mem->regions[r].gpa + start,
+					end - start, true);
+		}
+		viod_vq_push(vq, e->head, 0);
+		done++;
+	}
+	if (done)
+		viod_dev_notify(dev, q);
+	return done;
+}
+
+static void stats_parse(struct balloon *b, const struct viod_vq_elem *e)
+{
+	uint64_t n = e->out_len / STAT_BYTES, seen = 0;
+
+	/* Bound the walk: a guest may post a huge buffer. */
+	if (n > 4096)
+		n = 4096;
+	for (uint64_t i = 0; i < n; i++) {
+		uint8_t raw[STAT_BYTES];
+		uint16_t tag;
+		uint64_t val;
+
+		viod_iov_to_buf(e->iov, e->out_num, i * STAT_BYTES, raw, sizeof(raw));
+		memcpy(&tag, raw, 2);
+		memcpy(&val, raw + 2, 8);
+		tag = le16toh(tag);
+		if (tag >= VIRTIO_BALLOON_S_NR)
+			continue;
+		atomic_store_explicit(&b->stats[tag], le64toh(val), memory_order_relaxed);
+		seen |= 1ull << tag;
+	}
+	atomic_fetch_or_explicit(&b->stats_seen, seen, memory_order_relaxed);
+	atomic_store_explicit(&b->stats_updated, g_get_monotonic_time(), memory_order_relaxed);
+	atomic_fetch_add_explicit(&b->stats_updates, 1, memory_order_release);
+}
+
+/* Holds the guest's stats buffer; returns it when new values are wanted. */
+static unsigned int stats_queue(struct viod_dev *dev, struct balloon *b, unsigned int q)
+{
+	struct viod_vq *vq = viod_dev_vq(dev, q);
+	struct viod_vq_elem *e = viod_dev_elem(dev);
+
+	if (!b->stats_held) {
+		if (viod_vq_pop(vq, e) <= 0)
+			return 0;
+		stats_parse(b, e);
+		b->stats_held = true;
+		b->stats_head = e->head;
+		return 1;
+	}
+	if (!atomic_exchange(&b->stats_request, false))
+		return 0;
+	viod_vq_push(vq, b->stats_head, 0);
+	b->stats_held = false;
+	viod_dev_notify(dev, q);
+	return 1;
+}
+
+/* Chains on a queue with no role are returned unread (no busy loop). */
+static unsigned int drop_queue(struct viod_dev *dev, unsigned int q)
+{
+	struct viod_vq *vq = viod_dev_vq(dev, q);
+	struct viod_vq_elem *e = viod_dev_elem(dev);
+	unsigned int done = 0;
+
+	while (done < CHAINS_PER_CALL && viod_vq_pop(vq, e) > 0) {
+		viod_vq_push(vq, e->head, 0);
+		done++;
+	}
+	if (done)
+		viod_dev_notify(dev, q);
+	return done;
+}
+
+static unsigned int balloon_queue(struct viod_dev *dev, unsigned int q)
+{
+	struct balloon *b = viod_dev_priv(dev);
+
+	if (!viod_dev_vq(dev, q))
+		return 0;
+	switch (queue_role(viod_dev_features(dev), q)) {
+	case Q_INFLATE:
+		return pfn_queue(dev, b, q, true);
+	case Q_DEFLATE:
+		return pfn_queue(dev, b, q, false);
+	case Q_STATS:
+		return stats_queue(dev, b, q);
+	case Q_REPORTING:
+		return report_queue(dev, b, q);
+	case Q_NONE:
+		break;
+	}
+	return drop_queue(dev, q);
+}
+
+static void maps_free(struct balloon *b)
+{
+	for (unsigned int i = 0; i < b->nmaps; i++)
+		g_free(b->maps[i].bits);
+	b->nmaps = 0;
+	atomic_store(&b->inflated, 0);
+}
+
+/* Rebuilds the bitmaps for the new memory table, keeping those of regions
+ * that are still there unchanged. */
+static void balloon_mem_changed(struct viod_dev *dev)
+{
+	struct balloon *b = viod_dev_priv(dev);
+	const struct viod_mem *mem = viod_dev_mem(dev);
+	struct bmap fresh[VIOD_MEM_MAX_REGIONS];
+	uint64_t kept = 0;
+
+	for (unsigned int i = 0; i < mem->nregions; i++) {
+		const struct viod_mem_region *r = &mem->regions[i];
+		uint64_t unit = viod_dev_mem_page_size(dev, i), pages = r->size / BALLOON_PAGE;
+
+		fresh[i] = (struct bmap){ .gpa = r->gpa, .size = r->size,
+					  .unit = unit < BALLOON_PAGE ? BALLOON_PAGE : unit };
+		for (unsigned int j = 0; j < b->nmaps; j++) {
+			if (b->maps[j].bits && b->maps[j].gpa == r->gpa &&
+			    b->maps[j].size == r->size) {
+				fresh[i].bits = b->maps[j].bits;
+				b->maps[j].bits = NULL;
+				for (uint64_t w = 0; w < (pages + 63) / 64; w++)
+					kept += (uint64_t)__builtin_popcountll(fresh[i].bits[w]);
+			}
+		}
+		if (!fresh[i].bits)
+			fresh[i].bits = g_new0(uint64_t, (pages + 63) / 64 + 1);
+	}
+	maps_free(b);
+	memcpy(b->maps, fresh, sizeof(fresh[0]) * mem->nregions);
+	b->nmaps = mem->nregions;
+	atomic_store(&b->inflated, kept);
+}
+
+static void balloon_reset(struct viod_dev *dev)
+{
+	struct balloon *b = viod_dev_priv(dev);
+
+	maps_free(b);
+	b->stats_held = false;
+	b->actual = 0;
+	atomic_store(&b->stats_request, false);
+}
+
+static void balloon_config_read(struct viod_dev *dev, uint32_t off, void *buf, uint32_t len)
+{
+	struct balloon *b = viod_dev_priv(dev);
+	struct virtio_balloon_config c;
+
+	memset(&c, 0, sizeof(c));
+	c.num_pages = htole32(b->num_pages);
+	c.actual = htole32(b->actual);
+	memcpy(buf, (uint8_t *)&c + off, len);
+}
+
+/*
+ * Only `actual` is the driver's to write (5.5.4). QEMU forwards the whole
+ * config space on every guest write, so writes that also cover read-only
+ * fields are accepted and those fields ignored; a write that misses
+ * `actual` altogether is refused.
+ */
+static int balloon_config_write(struct viod_dev *dev, uint32_t off, const void *buf,
+				uint32_t len)
+{
+	struct balloon *b = viod_dev_priv(dev);
+	const uint32_t a = offsetof(struct virtio_balloon_config, actual);
+	uint32_t v;
+
+	if (off > a || off + len < a + 4)
+		return -EPERM;
+	memcpy(&v, (const uint8_t *)buf + (a - off), 4);
+	b->actual = le32toh(v);
+	return 0;
+}
+
+static gboolean stats_tick(gpointer data)
+{
+	struct viod_dev *dev = data;
+	struct balloon *b = viod_dev_priv(dev);
+
+	atomic_store(&b->stats_request, true);
+	viod_dev_wake(dev);
+	return G_SOURCE_CONTINUE;
+}
+
+static void stats_timer_set(struct viod_dev *dev, unsigned int seconds)
+{
+	struct balloon *b = viod_dev_priv(dev);
+
+	if (b->stats_timer)
+		g_source_remove(b->stats_timer);
+	b->stats_timer = 0;
+	b->stats_interval = seconds;
+	if (seconds)
+		b->stats_timer = g_timeout_add_seconds(seconds, stats_tick, dev);
+}
+
+gboolean viod_balloon_set_target(struct viod_dev *dev, uint64_t pages, GError **err)
+{
+	struct balloon *b = viod_dev_priv(dev);
+	uint64_t mem = viod_dev_mem_size(dev);
+
+	if (pages > UINT32_MAX || (mem && pages > mem / BALLOON_PAGE)) {
+		g_set_error(err, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+			    "target of %" PRIu64 " pages exceeds the guest's %" PRIu64
+			    " pages of memory", pages, mem / BALLOON_PAGE);
+		return FALSE;
+	}
+	if (b->num_pages != pages) {
+		b->num_pages = (uint32_t)pages;
+		viod_dev_config_changed(dev);
+	}
+	return TRUE;
+}
+
+static gboolean parse_switch(const char *key, const char *value, bool *on, GError **err)
+{
+	if (!g_strcmp0(value, "on") || !g_strcmp0(value, "true") || !g_strcmp0(value, "1"))
+		*on = true;
+	else if (!g_strcmp0(value, "off") || !g_strcmp0(value, "false") || !g_strcmp0(value, "0"))
+		*on = false;
+	else {
+		g_set_error(err, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+			    "expected on or off, not '%s'", value);
+		return FALSE;
+	}
+	return TRUE;
+}
+
+static const struct {
+	const char *name;
+	unsigned int bit;
+} switches[] = {
+	{ "must-tell-host", VIRTIO_BALLOON_F_MUST_TELL_HOST },
+	{ "stats", VIRTIO_BALLOON_F_STATS_VQ },
+	{ "deflate-on-oom", VIRTIO_BALLOON_F_DEFLATE_ON_OOM },
+	{ "reporting", VIRTIO_BALLOON_F_REPORTING },
+};
+
+static int balloon_set_option(struct viod_dev *dev, const char *key, const char *value,
+			      GError **err)
+{
+	struct balloon *b = viod_dev_priv(dev);
+	guint64 v;
+
+	for (size_t i = 0; i < G_N_ELEMENTS(switches); i++) {
+		bool on;
+
+		if (g_strcmp0(key, switches[i].name))
+			continue;
+		if (!parse_switch(key, value, &on, err))
+			return -EINVAL;
+		if (on)
+			b->switched_off &= ~(1ull << switches[i].bit);
+		else
+			b->switched_off |= 1ull << switches[i].bit;
+		return 0;
+	}
+	if (!g_strcmp0(key, "stats-interval")) {
+		if (!g_ascii_string_to_unsigned(value, 10, 0, 86400, &v, err))
+			return -EINVAL;
+		b->stats_interval = (unsigned int)v;
+		b->stats_interval_set = true;
+		return 0;
+	}
+	if (!g_strcmp0(key, "target")) {
+		if (!g_ascii_string_to_unsigned(value, 10, 0, UINT32_MAX, &v, err))
+			return -EINVAL;
+		b->initial_target = (uint32_t)v;
+		return 0;
+	}
+	return -ENOENT;
+}
+
+static int balloon_init(struct viod_dev *dev, GError **err)
+{
+	struct balloon *b = viod_dev_priv(dev);
+
+	b->dev = dev;
+	b->num_pages = b->initial_target;
+	viod_dev_offer_features(dev, BALLOON_OFFERED & ~b->switched_off);
+	stats_timer_set(dev, b->stats_interval_set ? b->stats_interval : STATS_INTERVAL_DEFAULT);
+	return 0;
+}
+
+static void balloon_fini(struct viod_dev *dev)
+{
+	struct balloon *b = viod_dev_priv(dev);
+
+	stats_timer_set(dev, 0);
+	maps_free(b);
+}
+
+/* ---- control store ---- */
+
+static gboolean parse_count(const char *value, guint64 max, guint64 *out, GError **err)
+{
+	return g_ascii_string_to_unsigned(value, 10, 0, max, out, err);
+}
+
+static gboolean write_target(struct viod_store *st, const char *path, const char *value,
+			     gpointer opaque, GError **err)
+{
+	struct viod_dev *dev = opaque;
+	guint64 pages;
+
+	if (!parse_count(value, UINT32_MAX, &pages, err) ||
+	    !viod_balloon_set_target(dev, pages, err))
+		return FALSE;
+	viod_store_setf(st, path, "%" G_GUINT64_FORMAT, pages);
+	return TRUE;
+}
+
+/* XenStore's memory/target: KiB the guest should keep. */
+static gboolean write_memory_target(struct viod_store *st, const char *path,
+				    const char *value, gpointer opaque, GError **err)
+{
+	struct viod_dev *dev = opaque;
+	uint64_t mem = viod_dev_mem_size(dev);
+	guint64 kib;
+
+	if (!mem) {
+		g_set_error(err, G_IO_ERROR, G_IO_ERROR_FAILED,
+			    "no guest connected: its memory size is unknown");
+		return FALSE;
+	}
+	if (!parse_count(value, mem / 1024, &kib, err))
+		return FALSE;
+	if (!viod_balloon_set_target(dev, (mem - kib * 1024) / BALLOON_PAGE, err))
+		return FALSE;
+	viod_store_setf(st, path, "%" G_GUINT64_FORMAT, kib);
+	return TRUE;
+}
+
+static gboolean write_stats_interval(struct viod_store *st, const char *path,
+				     const char *value, gpointer opaque, GError **err)
+{
+	struct viod_dev *dev = opaque;
+	struct balloon *b = viod_dev_priv(dev);
+	guint64 s;
+
+	if (!parse_count(value, 86400, &s, err))
+		return FALSE;
+	stats_timer_set(dev, (unsigned int)s);
+	if (s)
+		stats_tick(dev);
+	viod_store_setf(st, path, "%u", b->stats_interval);
+	return TRUE;
+}
+
+static void key_setf(struct viod_store *st, const char *prefix, const char *key,
+		     const char *fmt, ...) G_GNUC_PRINTF(4, 5);
+
+static void key_setf(struct viod_store *st, const char *prefix, const char *key,
+		     const char *fmt, ...)
+{
+	g_autofree char *path = g_strdup_printf("%s/%s", prefix, key);
+	g_autofree char *value = NULL;
+	va_list ap;
+
+	va_start(ap, fmt);
+	value = g_strdup_vprintf(fmt, ap);
+	va_end(ap);
+	viod_store_set(st, path, value);
+}
+
+static void balloon_store_publish(struct viod_dev *dev, struct viod_store *st,
+				  const char *prefix)
+{
+	struct balloon *b = viod_dev_priv(dev);
+	uint64_t mem = viod_dev_mem_size(dev);
+	uint64_t seen = atomic_load_explicit(&b->stats_seen, memory_order_relaxed);
+	uint64_t keep = mem > (uint64_t)b->num_pages * BALLOON_PAGE ?
+			mem - (uint64_t)b->num_pages * BALLOON_PAGE : 0;
+	uint64_t have = mem > (uint64_t)b->actual * BALLOON_PAGE ?
+			mem - (uint64_t)b->actual * BALLOON_PAGE : 0;
+
+	key_setf(st, prefix, "target", "%u", b->num_pages);
+	key_setf(st, prefix, "actual", "%u", b->actual);
+	key_setf(st, prefix, "guest-memory", "%" PRIu64, mem);
+	key_setf(st, prefix, "inflated", "%" PRIu64, (uint64_t)atomic_load(&b->inflated));
+	key_setf(st, prefix, "host-freed", "%" PRIu64, (uint64_t)atomic_load(&b->host_freed));
+	key_setf(st, prefix, "host-freed-reported", "%" PRIu64,
+		 (uint64_t)atomic_load(&b->reported));
+	key_setf(st, prefix, "errors", "%" PRIu64, (uint64_t)atomic_load(&b->errors));
+	key_setf(st, prefix, "stats-interval", "%u", b->stats_interval);
+	key_setf(st, prefix, "memory/target", "%" PRIu64, keep / 1024);
+	key_setf(st, prefix, "memory/current", "%" PRIu64, have / 1024);
+	for (unsigned int t = 0; t < VIRTIO_BALLOON_S_NR; t++) {
+		g_autofree char *key = g_strdup_printf("stats/%s", stat_names[t]);
+
+		if (seen & (1ull << t))
+			key_setf(st, prefix, key, "%" PRIu64,
+				 (uint64_t)atomic_load_explicit(&b->stats[t], memory_order_relaxed));
+	}
+	key_setf(st, prefix, "stats/updates", "%" PRIu64,
+		 (uint64_t)atomic_load_explicit(&b->stats_updates, memory_order_acquire));
+	if (atomic_load(&b->stats_updates))
+		key_setf(st, prefix, "stats/updated", "%" PRId64,
+			 (int64_t)atomic_load_explicit(&b->stats_updated, memory_order_relaxed));
+}
+
+static void balloon_store_attach(struct viod_dev *dev, struct viod_store *st,
+				 const char *prefix)
+{
+	g_autofree char *target = g_strdup_printf("%s/target", prefix);
+	g_autofree char *interval = g_strdup_printf("%s/stats-interval", prefix);
+	g_autofree char *mtarget = g_strdup_printf("%s/memory/target", prefix);
+
+	key_setf(st, prefix, "page-size", "%u", BALLOON_PAGE);
+	balloon_store_publish(dev, st, prefix);
+	viod_store_set_writable(st, target, write_target, dev);
+	viod_store_set_writable(st, interval, write_stats_interval, dev);
+	viod_store_set_writable(st, mtarget, write_memory_target, dev);
+}
+
+const struct viod_device_ops viod_balloon_ops = {
+	.type = "balloon",
+	.virtio_id = VIRTIO_ID_BALLOON,
+	.features = BALLOON_OFFERED,
+	.num_queues = BALLOON_QUEUES,
+	.config_size = sizeof(struct virtio_balloon_config),
+	.priv_size = sizeof(struct balloon),
+	.set_option = balloon_set_option,
+	.init = balloon_init,
+	.fini = balloon_fini,
+	.queue_handler = balloon_queue,
+	.config_read = balloon_config_read,
+	.config_write = balloon_config_write,
+	.reset = balloon_reset,
+	.mem_changed = balloon_mem_changed,
+	.store_attach = balloon_store_attach,
+	.store_publish = balloon_store_publish,
+};
