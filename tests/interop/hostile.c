@@ -22,8 +22,9 @@
 #include "guest/frontend.h"
 #include "guest/viornd.h"
 #include "tap.h"
+#include "viod/store.h"
 
-static char sock_a[256], sock_b[256];
+static char sock_a[256], sock_b[256], sock_c[256], ctl[256];
 
 static int connect_to(const char *path)
 {
@@ -366,6 +367,114 @@ static void truncated_memory(void)
 	ok(rng_serves(sock_a), "A serves again after the truncation");
 }
 
+/* A balloon key from the control store, or -1. */
+static long long balloon_key(const char *key)
+{
+	g_autoptr(GError) err = NULL;
+	g_autoptr(ViodStoreClient) c = viod_store_client_connect(ctl, &err);
+	g_autofree char *path = g_strdup_printf("/devices/c/%s", key);
+	g_autofree char *v = c ? viod_store_client_read(c, path, &err) : NULL;
+
+	return v ? strtoll(v, NULL, 10) : -1;
+}
+
+/* Posts n PFNs on balloon queue q and waits for the buffer to come back. */
+static bool balloon_post(struct viod_fe *fe, unsigned int q, const uint32_t *pfns,
+			 unsigned int n)
+{
+	uint64_t gpa;
+	uint32_t *buf = viod_fe_alloc(fe, n * 4, 4, &gpa);
+	struct viod_vqd_buf b = { .gpa = gpa, .len = n * 4, .writable = false };
+	void *cookie;
+	uint32_t len;
+
+	if (!buf)
+		return false;
+	memcpy(buf, pfns, n * 4);
+	if (viod_vqd_add(viod_fe_vqd(fe, q), &b, 1, NULL) < 0 || viod_fe_kick(fe, q) < 0 ||
+	    viod_fe_wait(fe, q, 3000) != 1)
+		return false;
+	return viod_vqd_get_used(viod_fe_vqd(fe, q), &cookie, &len) == 1 && len == 0;
+}
+
+static bool balloon_attach(struct viod_fe *fe)
+{
+	struct viod_fe_opts o;
+
+	viod_fe_opts_init(&o);
+	o.mem_size = 16u << 20;
+	o.nregions = 2;
+	return viod_fe_init(fe, &o) == 0 && viod_fe_connect(fe, sock_c) == 0 &&
+	       viod_fe_negotiate(fe, 0) == 0 && viod_fe_queue_setup(fe, 0, 64) == 0 &&
+	       viod_fe_queue_setup(fe, 1, 64) == 0 && viod_fe_driver_ok(fe) == 0;
+}
+
+/*
+ * The balloon fed bad PFNs, double inflates, deflates of pages it never
+ * got, and a hostile chain: each is a counted error or a stopped queue,
+ * never a crash; B keeps serving; the balloon serves the next guest.
+ */
+static void balloon_attacks(void)
+{
+	struct viod_fe fe;
+	uint32_t pfns[4];
+	uint64_t gpa, one = 1, st = 0;
+	long long errors0 = balloon_key("errors");
+	struct viod_vqd *q;
+
+	if (!balloon_attach(&fe)) {
+		ok(false, "balloon: attach: %s", viod_fe_strerror(&fe));
+		viod_fe_disconnect(&fe);
+		return;
+	}
+	ok(errors0 == 0, "balloon: no errors at start (%lld)", errors0);
+	viod_fe_alloc(&fe, 4096, 4096, &gpa);
+	pfns[0] = (uint32_t)(gpa >> 12);
+	pfns[1] = (uint32_t)(gpa >> 12);                 /* the same page twice */
+	pfns[2] = 0xfffffff0u;                           /* far outside memory */
+	pfns[3] = (uint32_t)((fe.regions[0].gpa + fe.regions[0].size) >> 12); /* the hole */
+	ok(balloon_post(&fe, 0, pfns, 4), "balloon: inflate with bad PFNs returned");
+	usleep(150000);
+	ok(balloon_key("errors") == 3, "balloon: double inflate and 2 bad PFNs counted (%lld)",
+	   balloon_key("errors"));
+	ok(balloon_key("inflated") == 1, "balloon: the one good page is in the balloon");
+	pfns[0] = pfns[0] + 1; /* never inflated */
+	ok(balloon_post(&fe, 1, pfns, 1), "balloon: deflate of a page never given returned");
+	usleep(150000);
+	ok(balloon_key("errors") == 4, "balloon: deflate of a page never given counted");
+	pfns[0] = pfns[0] - 1;
+	ok(balloon_post(&fe, 1, pfns, 1), "balloon: valid deflate still served");
+	usleep(150000);
+	ok(balloon_key("inflated") == 0, "balloon: empty again");
+	check_after("bad PFNs on the balloon");
+
+	/* A descriptor loop on the inflate queue. */
+	q = viod_fe_vqd(&fe, 0);
+	q->desc[0].addr = gpa;
+	q->desc[0].len = 4;
+	q->desc[0].flags = VRING_DESC_F_NEXT;
+	q->desc[0].next = 0;
+	q->avail->ring[q->avail_idx & (q->num - 1)] = 0;
+	__atomic_store_n(&q->avail->idx, (uint16_t)(q->avail_idx + 1), __ATOMIC_RELEASE);
+	if (write(fe.queues[0].kick_fd, &one, sizeof(one)) < 0)
+		(void)0;
+	for (int i = 0; i < 50 && !(st & 0x40); i++) {
+		usleep(20000);
+		if (viod_fe_request(&fe, VU_GET_STATUS, NULL, 0, NULL, 0, &st, 8) < 0)
+			break;
+	}
+	ok(st & 0x40, "balloon: descriptor loop stops the queue with NEEDS_RESET");
+	viod_fe_disconnect(&fe);
+	check_after("a descriptor loop on the balloon");
+	if (balloon_attach(&fe)) {
+		pfns[0] = (uint32_t)(gpa >> 12);
+		ok(balloon_post(&fe, 0, pfns, 1), "balloon: serves the next front-end");
+	} else {
+		ok(false, "balloon: reattach: %s", viod_fe_strerror(&fe));
+	}
+	viod_fe_disconnect(&fe);
+}
+
 static void get_config_out_of_range(void)
 {
 	int s = connect_to(sock_a);
@@ -398,22 +507,27 @@ static void get_config_out_of_range(void)
 
 static pid_t start_viod(const char *viod, const char *dir)
 {
-	char spec_a[300], spec_b[300];
+	char spec_a[300], spec_b[300], spec_c[300];
 	pid_t pid;
 
 	snprintf(sock_a, sizeof(sock_a), "%s/a.sock", dir);
 	snprintf(sock_b, sizeof(sock_b), "%s/b.sock", dir);
+	snprintf(sock_c, sizeof(sock_c), "%s/c.sock", dir);
+	snprintf(ctl, sizeof(ctl), "%s/control", dir);
 	snprintf(spec_a, sizeof(spec_a), "rng,id=a,socket=%s", sock_a);
 	snprintf(spec_b, sizeof(spec_b), "rng,id=b,socket=%s", sock_b);
+	snprintf(spec_c, sizeof(spec_c), "balloon,id=c,socket=%s,stats=off", sock_c);
 	pid = fork();
 	if (pid == 0) {
-		execl(viod, viod, "--device", spec_a, "--device", spec_b, (char *)NULL);
+		execl(viod, viod, "--control", ctl, "--device", spec_a, "--device", spec_b,
+		      "--device", spec_c, (char *)NULL);
 		_exit(127);
 	}
 	for (int i = 0; i < 200; i++) {
 		struct stat st;
 
-		if (stat(sock_a, &st) == 0 && stat(sock_b, &st) == 0)
+		if (stat(sock_a, &st) == 0 && stat(sock_b, &st) == 0 &&
+		    stat(sock_c, &st) == 0 && stat(ctl, &st) == 0)
 			break;
 		usleep(10000);
 	}
@@ -444,12 +558,14 @@ int main(int argc, char **argv)
 		ring_attack((enum ring_attack)k);
 	vanish_mid_request();
 	truncated_memory();
+	balloon_attacks();
 
 	ok(kill(pid, 0) == 0, "viod still running after every attack");
 	kill(pid, SIGTERM);
 	waitpid(pid, &status, 0);
 	ok(WIFEXITED(status) && WEXITSTATUS(status) == 0, "viod exits 0 on SIGTERM");
-	ok(access(sock_a, F_OK) < 0 && access(sock_b, F_OK) < 0, "sockets removed");
+	ok(access(sock_a, F_OK) < 0 && access(sock_b, F_OK) < 0 && access(sock_c, F_OK) < 0 &&
+	   access(ctl, F_OK) < 0, "sockets removed");
 	rmdir(dir);
 	return tap_done();
 }
