@@ -5,7 +5,7 @@
 # guest's balloon reaches the target, and host memory actually freed (bytes
 # QEMU's guest-RAM memfd stops holding), with the ratios viod/QEMU.
 # Usage: bench/balloon.sh [BUILD_DIR] [GUEST_MB] [BALLOON_MB]
-set -euo pipefail
+set -uo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$top/build}
@@ -21,23 +21,10 @@ done
 
 tmp=$(mktemp -d)
 pid=""
-trap '[ -n "$pid" ] && kill $pid 2>/dev/null; rm -rf "$tmp"' EXIT
+trap '[ -n "$pid" ] && kill $pid 2>/dev/null; cat "$tmp"/run-*.log >&2 2>/dev/null; rm -rf "$tmp"' EXIT
 now() { date +%s.%N; }
 
-# Bytes the guest-RAM memfd of the QEMU whose command line has $1.
-memfd_bytes() {
-	local qp="" p f
-	for p in $(pgrep -f -- "$1"); do
-		case $(readlink "/proc/$p/exe") in */qemu-system-*) qp=$p ;; esac
-	done
-	[ -n "$qp" ] || return 1
-	for f in /proc/"$qp"/fd/*; do
-		case $(readlink "$f") in
-		/memfd:mem*) echo $(($(stat -L -c %b "$f") * 512)); return 0 ;;
-		esac
-	done
-	return 1
-}
+memfd_bytes() { "$top/tools/guest/qemu-memfd.sh" "$1"; }
 
 # run NAME MARK QEMU-ARGS...: boots the guest, calls inflate_NAME at READY.
 run() {
@@ -50,7 +37,6 @@ run() {
 			t0=$(now)
 			"inflate_$name"
 			t1=$(now)
-			sleep 0.5 # let the last batches reach the host
 			a1=$(memfd_bytes "$mark")
 			echo "$name $(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }') $((a0 - a1))" \
 				>>"$tmp/results"
@@ -60,7 +46,7 @@ run() {
 		--timeout 600 --kernel "$guest/vmlinuz" --initrd "$guest/initrd.img" \
 		--script "$top/bench/balloon-guest.sh" \
 		--append "console=ttyS0 panic=-1 quiet viod.pages=$pages viod.fill=$fill" \
-		-- "$@" 2>/dev/null)
+		-- "$@" 2>"$tmp/run-$name.log")
 }
 
 inflate_qemu() {

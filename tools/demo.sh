@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The main job, on embedded defaults, from a fresh Debian 12 machine:
-# installs dependencies, builds viod, starts it with an rng device, boots a
-# Debian guest in QEMU (TCG) on vhost-user-rng-pci that reads /dev/hwrng,
-# then runs the reference viornd driver against the same socket without
-# restarting viod.
+# installs dependencies, builds viod and the QEMU it needs, starts viod
+# with an rng and a balloon device, boots a Debian guest in QEMU (TCG) on
+# both, reads the guest's entropy, has balloonctl inflate the guest's
+# balloon by 64 MiB and deflate it again while the guest reports its own
+# counters, then runs the viornd reference driver on the same rng socket
+# without restarting viod.
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -12,6 +14,7 @@ bash tools/install-deps.sh
 [ -f build/build.ninja ] || meson setup build -Dbuildtype=debugoptimized >/dev/null
 ninja -C build >/dev/null
 guest=$(tools/guest/build-guest.sh)
+qemu=$(tools/build-qemu.sh | tail -n 1)
 
 tmp=$(mktemp -d)
 viod_pid=""
@@ -21,26 +24,52 @@ cleanup() {
 }
 trap cleanup EXIT
 
-sock=$tmp/rng0.sock
-build/viod --verbose --device "rng,id=rng0,socket=$sock" 2>"$tmp/viod.log" &
+ctl=$tmp/control
+build/viod --verbose --control "$ctl" --device "rng,id=rng0,socket=$tmp/rng0.sock" \
+	--device "balloon,id=balloon0,socket=$tmp/balloon0.sock,stats-interval=1" \
+	2>"$tmp/viod.log" &
 viod_pid=$!
-for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.05; done
+for _ in $(seq 100); do [ -S "$ctl" ] && break; sleep 0.05; done
+bctl() { build/tools/balloonctl --socket "$ctl" "$@"; }
 
 cat >"$tmp/guest.sh" <<'GUEST'
 #!/bin/sh
 echo "guest: rng_current = $(cat /sys/class/misc/hw_random/rng_current)"
 echo "guest: 32 bytes from /dev/hwrng:"
-head -c 32 /dev/hwrng | od -An -tx1
+head -c 32 /dev/hwrng | od -An -tx1 | sed 's/^/guest: /'
+vm() { awk -v k="$1" '$1 == k { print $2 }' /proc/vmstat; }
+echo "guest: READY"
+last=""
+for i in $(seq 150); do
+	now="balloon_inflate=$(vm balloon_inflate) balloon_deflate=$(vm balloon_deflate)"
+	[ "$now" != "$last" ] && echo "guest: $now" && last=$now
+	[ "$(vm balloon_deflate)" -ge 16384 ] && break
+	sleep 0.2
+done
 GUEST
 
-echo "== booting a Linux guest on viod's rng device ($sock)"
-tools/guest/run-guest.sh --kernel "$guest/vmlinuz" --initrd "$guest/initrd.img" \
-	--script "$tmp/guest.sh" -- \
-	-chardev "socket,id=c0,path=$sock" -device vhost-user-rng-pci,chardev=c0 |
-	grep -E '^guest:|^ [0-9a-f]{2} |VIOD-GUEST-EXIT'
+echo "== booting a Linux guest on viod's rng and balloon devices"
+while IFS= read -r line; do
+	case $line in
+	"guest: READY")
+		echo "== host: balloonctl set balloon0 64M --wait"
+		bctl set balloon0 64M --wait
+		bctl get balloon0
+		echo "host-freed: $(build/tools/viod-store --socket "$ctl" read /devices/balloon0/host-freed) bytes"
+		bctl stats balloon0 | head -6
+		echo "== host: balloonctl set balloon0 0 --wait"
+		bctl set balloon0 0 --wait
+		;;
+	guest:*) echo "$line" ;;
+	esac
+done < <(tools/guest/run-guest.sh --qemu "$qemu" --memory 512 \
+	--kernel "$guest/vmlinuz" --initrd "$guest/initrd.img" --script "$tmp/guest.sh" -- \
+	-chardev "socket,id=c0,path=$tmp/rng0.sock" -device vhost-user-rng-pci,chardev=c0 \
+	-chardev "socket,id=c1,path=$tmp/balloon0.sock" \
+	-device vhost-user-device-pci,virtio-id=5,num_vqs=4,config_size=16,chardev=c1 2>/dev/null)
 
-echo "== the viornd reference driver on the same socket"
-build/tools/vioguest --socket "$sock" rng --bytes 32 --hex
+echo "== the viornd reference driver on the same rng socket"
+build/tools/vioguest --socket "$tmp/rng0.sock" rng --bytes 32 --hex
 
 echo "== viod's log"
 kill "$viod_pid"

@@ -3,13 +3,26 @@
  * drivers and measures it beside a baseline measured in the same run.
  *
  *   viobench rng --socket PATH [--sizes 4096,65536] [--seconds S] [--rounds N]
+ *   viobench balloon --socket PATH --control CTL [--device ID] [--memory MB]
+ *            [--rounds N]
  *
  * For each request size, rounds alternate the baseline (getrandom() into
  * a buffer of that size, in this process) with viornd streaming through
  * the back-end (every ring slot in flight), and the medians are printed
  * with the ratio back-end/baseline. One line per size, machine-readable.
+ *
+ * balloon: the viomb reference driver, with all of its memory written
+ * first, follows a target of (almost) all of it set through viod's control
+ * store; the rate is the host memory released (the front-end's memfd
+ * blocks) over the time from the target write to actual == target. The
+ * baseline punches the same amount out of a written memfd in the driver's
+ * batch size (256 pages), in the same process.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <glib.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,7 +30,9 @@
 #include <time.h>
 
 #include "guest/frontend.h"
+#include "guest/viomb.h"
 #include "guest/viornd.h"
+#include "viod/store.h"
 
 static double now_s(void)
 {
@@ -88,6 +103,128 @@ static double through_backend(const char *path, uint32_t size, double seconds,
 	return rate;
 }
 
+static double median(double *v, unsigned int n);
+
+static uint64_t fd_allocated(int fd)
+{
+	struct stat st;
+
+	return fstat(fd, &st) == 0 ? (uint64_t)st.st_blocks * 512 : 0;
+}
+
+/* Bytes per second of punching a written memfd of size bytes, chunk at a time. */
+static double baseline_punch(size_t size, size_t chunk)
+{
+	int fd = memfd_create("viobench", MFD_CLOEXEC);
+	uint8_t *p;
+	double t0, t;
+
+	if (fd < 0 || ftruncate(fd, (off_t)size) < 0)
+		return -1;
+	p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED) {
+		close(fd);
+		return -1;
+	}
+	for (size_t off = 0; off < size; off += 4096)
+		p[off] = 1;
+	t0 = now_s();
+	for (size_t off = 0; off < size; off += chunk)
+		if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
+			      (off_t)chunk) < 0)
+			break;
+	t = now_s() - t0;
+	munmap(p, size);
+	close(fd);
+	return (double)size / t;
+}
+
+/*
+ * One balloon round: attach viomb with written memory, ask for all of it
+ * through the store, time until actual reaches it; *rate is bytes the
+ * host got back per second. Deflates to 0 before returning.
+ */
+static int balloon_round(const char *path, const char *ctl, const char *id, size_t mem,
+			 int spin_us, double *rate, double *freed)
+{
+	g_autoptr(GError) err = NULL;
+	g_autoptr(ViodStoreClient) c = viod_store_client_connect(ctl, &err);
+	g_autofree char *key = g_strdup_printf("/devices/%s/target", id);
+	g_autofree char *value = NULL;
+	struct viod_fe_opts fo;
+	struct viomb_opts mo;
+	struct viod_fe fe;
+	struct viomb sc;
+	uint64_t before, after;
+	uint32_t target;
+	double t0, t;
+	int rc = -1;
+
+	if (!c) {
+		fprintf(stderr, "viobench: %s: %s\n", ctl, err->message);
+		return -1;
+	}
+	viod_fe_opts_init(&fo);
+	fo.mem_size = mem;
+	if (spin_us >= 0)
+		fo.spin_us = (unsigned int)spin_us;
+	viomb_opts_init(&mo);
+	mo.features = 1ull << VIOMB_F_MUST_TELL_HOST;
+	mo.touch_memory = true;
+	if (viod_fe_init(&fe, &fo) < 0 || viod_fe_connect(&fe, path) < 0 ||
+	    viomb_attach(&sc, &fe, &mo) < 0) {
+		fprintf(stderr, "viobench: %s: %s\n", path, viod_fe_strerror(&fe));
+		viod_fe_disconnect(&fe);
+		return -1;
+	}
+	target = (uint32_t)(viod_fe_pool_pages(&fe) - 64);
+	value = g_strdup_printf("%u", target);
+	before = fd_allocated(fe.memfd);
+	t0 = now_s();
+	if (!viod_store_client_write(c, key, value, &err)) {
+		fprintf(stderr, "viobench: target: %s\n", err->message);
+		goto out;
+	}
+	while (viomb_actual(&sc) < target)
+		if (viomb_step(&sc, 1000) < 0)
+			goto out;
+	t = now_s() - t0;
+	after = fd_allocated(fe.memfd);
+	*freed = (double)(before - after);
+	*rate = *freed / t;
+	rc = 0;
+	viod_store_client_write(c, key, "0", NULL);
+	while (viomb_actual(&sc) > 0)
+		if (viomb_step(&sc, 1000) < 0)
+			break;
+out:
+	viomb_detach(&sc);
+	viod_fe_disconnect(&fe);
+	return rc;
+}
+
+static int bench_balloon(const char *path, const char *ctl, const char *id, int mem_mb,
+			 int spin_us, int rounds)
+{
+	size_t mem = (size_t)mem_mb << 20;
+	double ours[50], peer[50], freed = 0;
+
+	for (int r = 0; r < rounds; r++) {
+		if (balloon_round(path, ctl, id, mem, spin_us, &ours[r], &freed) < 0)
+			return 1;
+		peer[r] = baseline_punch((size_t)freed & ~(size_t)0xfffff, 1u << 20);
+		if (peer[r] < 0)
+			return 1;
+	}
+	printf("%-34s %12s\n", "release (median of rounds)", "GiB/s");
+	printf("%-34s %12.2f\n", "viod balloon, viomb driver", median(ours, (unsigned int)rounds) / 1073741824.0);
+	printf("%-34s %12.2f\n", "fallocate punch, 1 MiB, memfd", median(peer, (unsigned int)rounds) / 1073741824.0);
+	printf("ratio viod/fallocate %.2fx; %.0f MiB released per round\n",
+	       median(ours, (unsigned int)rounds) / median(peer, (unsigned int)rounds),
+	       freed / 1048576.0);
+	return 0;
+}
+
 static int cmp_double(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
@@ -109,7 +246,8 @@ static int usage_error(const char *msg)
 
 int main(int argc, char **argv)
 {
-	g_autofree char *socket = NULL, *sizes = NULL;
+	g_autofree char *socket = NULL, *sizes = NULL, *control = NULL, *device = NULL;
+	gint memory_mb = 1024, spin_us = -1;
 	g_auto(GStrv) size_list = NULL;
 	gdouble seconds = 2.0;
 	gint rounds = 3, regions = 1;
@@ -120,18 +258,30 @@ int main(int argc, char **argv)
 		{ "seconds", 0, 0, G_OPTION_ARG_DOUBLE, &seconds, "Per measurement (default 2)", "S" },
 		{ "rounds", 0, 0, G_OPTION_ARG_INT, &rounds, "Alternating rounds (default 3)", "N" },
 		{ "regions", 0, 0, G_OPTION_ARG_INT, &regions, "Guest memory regions (default 1)", "N" },
+		{ "control", 0, 0, G_OPTION_ARG_FILENAME, &control, "balloon: viod's control socket", "PATH" },
+		{ "device", 0, 0, G_OPTION_ARG_STRING, &device, "balloon: device id (default b0)", "ID" },
+		{ "memory", 0, 0, G_OPTION_ARG_INT, &memory_mb, "balloon: guest memory MiB (default 1024)", "MB" },
+		{ "spin-us", 0, 0, G_OPTION_ARG_INT, &spin_us, "balloon: driver's busy-poll before sleeping (default 50)", "US" },
 		{ NULL }
 	};
-	g_autoptr(GOptionContext) ctx = g_option_context_new("rng - benchmark against a peer");
+	g_autoptr(GOptionContext) ctx = g_option_context_new("rng|balloon - benchmark against a peer");
 	g_autoptr(GError) err = NULL;
 
 	g_option_context_add_main_entries(ctx, entries, NULL);
 	if (!g_option_context_parse(ctx, &argc, &argv, &err))
 		return usage_error(err->message);
-	if (argc != 2 || g_strcmp0(argv[1], "rng") != 0)
-		return usage_error("expected the benchmark name: rng");
+	if (argc != 2 || (g_strcmp0(argv[1], "rng") && g_strcmp0(argv[1], "balloon")))
+		return usage_error("expected the benchmark name: rng or balloon");
 	if (!socket)
 		return usage_error("--socket is required");
+	if (!g_strcmp0(argv[1], "balloon")) {
+		if (!control)
+			return usage_error("balloon needs --control");
+		if (memory_mb < 64 || memory_mb > 65536 || rounds < 1 || rounds > 50)
+			return usage_error("--memory or --rounds out of range");
+		return bench_balloon(socket, control, device ? device : "b0", memory_mb, spin_us,
+				     rounds);
+	}
 	if (seconds <= 0 || seconds > 600 || rounds < 1 || rounds > 50 ||
 	    regions < 1 || regions > VIOD_FE_MAX_REGIONS)
 		return usage_error("--seconds, --rounds or --regions out of range");

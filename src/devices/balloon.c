@@ -43,6 +43,7 @@
 #define BALLOON_PAGE 4096u
 #define BALLOON_QUEUES 4u      /* inflate, deflate, stats, reporting */
 #define PFN_CHUNK 256u         /* PFNs copied out of guest memory at once */
+#define PFN_EARLY_MAX 4096u    /* PFNs of an inflate buffer acked before release */
 #define CHAINS_PER_CALL 32u
 #define STAT_BYTES 10u         /* packed { le16 tag; le64 val } */
 
@@ -86,7 +87,7 @@ struct balloon {
 	unsigned int nmaps;
 	bool stats_held;
 	uint16_t stats_head;
-	uint32_t pfns[PFN_CHUNK];
+	uint32_t pfns[PFN_EARLY_MAX];
 
 	/* Worker to control thread. */
 	atomic_uint_fast64_t inflated;      /* pages in the balloon */
@@ -258,18 +259,37 @@ static void apply_pfns(struct viod_dev *dev, struct balloon *b, uint32_t *pfns,
 	}
 }
 
-/* Inflate and deflate queues: arrays of le32 PFNs, device-readable. */
+/*
+ * Inflate and deflate queues: arrays of le32 PFNs, device-readable.
+ *
+ * With MUST_TELL_HOST the guest reuses no balloon page before its deflate
+ * is acked, and deflates are served on this same thread after any release
+ * in progress; so an inflate buffer (of a usual size) is acked as soon as
+ * its PFNs are copied out, and the hole punching overlaps the guest's next
+ * steps. Without it a guest may reuse pages before telling us, so the
+ * release comes first.
+ */
 static unsigned int pfn_queue(struct viod_dev *dev, struct balloon *b,
 			      unsigned int q, bool inflate)
 {
 	struct viod_vq *vq = viod_dev_vq(dev, q);
 	struct viod_vq_elem *e = viod_dev_elem(dev);
+	bool early = inflate && viod_has_feature(viod_dev_features(dev),
+						 VIRTIO_BALLOON_F_MUST_TELL_HOST);
 	unsigned int done = 0;
 
 	while (done < CHAINS_PER_CALL && viod_vq_pop(vq, e) > 0) {
 		/* 5.5.6: whole PFNs only; a trailing partial one is ignored. */
 		uint64_t total = e->out_len / 4;
 
+		if (early && total <= PFN_EARLY_MAX) {
+			viod_iov_to_buf(e->iov, e->out_num, 0, b->pfns, total * 4);
+			viod_vq_push(vq, e->head, 0);
+			viod_dev_notify(dev, q);
+			apply_pfns(dev, b, b->pfns, (unsigned int)total, true);
+			done++;
+			continue;
+		}
 		for (uint64_t off = 0; off < total; off += PFN_CHUNK) {
 			unsigned int n = (unsigned int)MIN((uint64_t)PFN_CHUNK, total - off);
 
@@ -602,6 +622,20 @@ static void balloon_fini(struct viod_dev *dev)
 
 /* ---- control store ---- */
 
+static void balloon_store_publish(struct viod_dev *dev, struct viod_store *st,
+				  const char *prefix);
+
+/* Republishes every key of the device whose key `path` ends in `suffix`,
+ * so that derived keys (target, memory/target, memory/current) agree as
+ * soon as a write's reply is sent. */
+static void publish_from(struct viod_dev *dev, struct viod_store *st, const char *path,
+			 const char *suffix)
+{
+	g_autofree char *prefix = g_strndup(path, strlen(path) - strlen(suffix));
+
+	balloon_store_publish(dev, st, prefix);
+}
+
 static gboolean parse_count(const char *value, guint64 max, guint64 *out, GError **err)
 {
 	return g_ascii_string_to_unsigned(value, 10, 0, max, out, err);
@@ -616,7 +650,7 @@ static gboolean write_target(struct viod_store *st, const char *path, const char
 	if (!parse_count(value, UINT32_MAX, &pages, err) ||
 	    !viod_balloon_set_target(dev, pages, err))
 		return FALSE;
-	viod_store_setf(st, path, "%" G_GUINT64_FORMAT, pages);
+	publish_from(dev, st, path, "/target");
 	return TRUE;
 }
 
@@ -637,7 +671,7 @@ static gboolean write_memory_target(struct viod_store *st, const char *path,
 		return FALSE;
 	if (!viod_balloon_set_target(dev, (mem - kib * 1024) / BALLOON_PAGE, err))
 		return FALSE;
-	viod_store_setf(st, path, "%" G_GUINT64_FORMAT, kib);
+	publish_from(dev, st, path, "/memory/target");
 	return TRUE;
 }
 
@@ -645,7 +679,6 @@ static gboolean write_stats_interval(struct viod_store *st, const char *path,
 				     const char *value, gpointer opaque, GError **err)
 {
 	struct viod_dev *dev = opaque;
-	struct balloon *b = viod_dev_priv(dev);
 	guint64 s;
 
 	if (!parse_count(value, 86400, &s, err))
@@ -653,7 +686,7 @@ static gboolean write_stats_interval(struct viod_store *st, const char *path,
 	stats_timer_set(dev, (unsigned int)s);
 	if (s)
 		stats_tick(dev);
-	viod_store_setf(st, path, "%u", b->stats_interval);
+	publish_from(dev, st, path, "/stats-interval");
 	return TRUE;
 }
 

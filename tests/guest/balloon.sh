@@ -43,25 +43,8 @@ dir=$("$top/tools/guest/build-guest.sh" | tail -n 1)
 pid=$!
 for _ in $(seq 100); do [ -S "$sock" ] && [ -S "$ctl" ] && break; sleep 0.05; done
 
-# The memfd QEMU backs guest RAM with: its allocated bytes, from QEMU's fds.
-# The QEMU process itself (not the timeout(1) wrapper with the same command line).
-qemu_pid() {
-	local p
-	for p in $(pgrep -f -- "path=$sock"); do
-		case $(readlink "/proc/$p/exe") in */qemu-system-*) echo "$p"; return 0 ;; esac
-	done
-	return 1
-}
-memfd_bytes() {
-	local qp f
-	qp=$(qemu_pid) || return 1
-	for f in /proc/"$qp"/fd/*; do
-		case $(readlink "$f") in
-		/memfd:mem*) echo $(($(stat -L -c %b "$f") * 512)); return 0 ;;
-		esac
-	done
-	return 1
-}
+# Host bytes behind the guest RAM of our QEMU.
+memfd_bytes() { "$top/tools/guest/qemu-memfd.sh" "path=$sock"; }
 
 plan() {
 	local c freed0 freed1 alloc0 alloc1 page=4096 floor=

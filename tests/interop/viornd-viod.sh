@@ -9,6 +9,7 @@ n=0 fails=0
 ok() { n=$((n + 1)); echo "ok $n - $*"; }
 not_ok() { n=$((n + 1)); fails=$((fails + 1)); echo "not ok $n - $*"; }
 check() { local d=$1; shift; if "$@"; then ok "$d"; else not_ok "$d"; fi; }
+within() { [ "$1" -ge "$2" ] && [ "$1" -lt "$3" ]; } # N LOW HIGH: LOW <= N < HIGH
 
 tmp=$(mktemp -d)
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$tmp"' EXIT
@@ -52,10 +53,10 @@ elapsed() { # ARGS...: milliseconds vioguest ARGS took, or -1 on failure
 }
 sleep 1.1 # a fresh period
 ms=$(elapsed --socket "$tmp/r1.sock" rng --bytes 8192 --request-size 1024 --hex)
-check "rate limit: 8192 bytes within one period (${ms} ms)" [ "$ms" -ge 0 ] && [ "$ms" -lt 900 ]
+check "rate limit: 8192 bytes within one period (${ms} ms)" within "$ms" 0 900
 sleep 1.1
 ms=$(elapsed --socket "$tmp/r1.sock" rng --bytes 24576 --request-size 1024 --hex)
-check "rate limit: 24576 bytes take two more periods (${ms} ms)" [ "$ms" -ge 1900 ] && [ "$ms" -lt 4000 ]
+check "rate limit: 24576 bytes take two more periods (${ms} ms)" within "$ms" 1900 4000
 
 info=$("$vioguest" --socket "$tmp/r0.sock" info 2>>"$tmp/err")
 check "info: VERSION_1, EVENT_IDX and INDIRECT acked" \

@@ -8,6 +8,8 @@
  * and a memory table change keeps the balloon of regions still present.
  */
 #include <endian.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <linux/virtio_balloon.h>
 #include <linux/virtio_config.h>
 #include <stdlib.h>
@@ -79,18 +81,19 @@ static void queue_start(struct rig *r, unsigned int q)
 	viod_vring_update(r->dev, q, true);
 }
 
-static void rig_init(struct rig *r, uint64_t features)
+/* Guest memory of size bytes on fd (a memfd, possibly hugetlb). */
+static void rig_init_fd(struct rig *r, uint64_t features, int fd, uint64_t size)
 {
 	struct viod_vu_region reg = {
-		.gpa = 0, .size = MEM_SIZE, .uva = 0x7f0000000000ull, .mmap_offset = 0,
+		.gpa = 0, .size = size, .uva = 0x7f0000000000ull, .mmap_offset = 0,
 	};
 
 	memset(r, 0, sizeof(*r));
 	r->dev = viod_dev_new(&viod_balloon_ops, "b0");
 	r->dev->ops->init(r->dev, NULL);
 	r->st = viod_store_new();
-	r->fd = memfd_create("balloon-test", MFD_CLOEXEC);
-	if (ftruncate(r->fd, MEM_SIZE) < 0 || viod_memtable_add(r->dev, &reg, dup(r->fd)) < 0)
+	r->fd = fd;
+	if (ftruncate(r->fd, (off_t)size) < 0 || viod_memtable_add(r->dev, &reg, dup(r->fd)) < 0)
 		abort();
 	r->host = r->dev->mem.regions[0].host;
 	r->dev->features_acked = features | (1ull << VIRTIO_RING_F_EVENT_IDX) |
@@ -104,6 +107,11 @@ static void rig_init(struct rig *r, uint64_t features)
 	 * balloon's effect. */
 	memset(r->pfnbuf, 0, 0x10000);
 	r->dev->ops->store_attach(r->dev, r->st, "/devices/b0");
+}
+
+static void rig_init(struct rig *r, uint64_t features)
+{
+	rig_init_fd(r, features, memfd_create("balloon-test", MFD_CLOEXEC), MEM_SIZE);
 }
 
 static void rig_fini(struct rig *r)
@@ -289,6 +297,64 @@ static void test_mem_change(void)
 	rig_fini(&r);
 }
 
+/*
+ * A hugetlb-backed region: 2 MiB pages can only go back whole, so the
+ * balloon punches a huge page once all 512 of its 4 KiB pages are in.
+ * Needs reserved huge pages: as root the test reserves 8 and restores
+ * the old count; otherwise it is skipped with the reason.
+ */
+static void test_hugepages(void)
+{
+	const uint32_t first = 512; /* the second 2 MiB page */
+	FILE *f = fopen("/proc/sys/vm/nr_hugepages", "r+");
+	long old = -1;
+	uint32_t pfns[512];
+	struct rig r;
+	uint64_t before;
+	int fd;
+
+	if (f && fscanf(f, "%ld", &old) == 1 && old < 8) {
+		rewind(f);
+		fprintf(f, "%ld\n", old + 8);
+		fflush(f);
+	}
+	fd = memfd_create("balloon-huge", MFD_CLOEXEC | MFD_HUGETLB);
+	if (fd < 0 || old < 0 || ftruncate(fd, 8u << 20) < 0 ||
+	    fallocate(fd, 0, 0, 8u << 20) < 0) {
+		printf("ok %u - huge pages # SKIP no hugetlb memory here (need root or reserved pages)\n",
+		       ++tap_count);
+		if (fd >= 0)
+			close(fd);
+		goto out;
+	}
+	rig_init_fd(&r, 0, fd, 8u << 20);
+	is(viod_dev_mem_page_size(r.dev, 0), 2u << 20, "region page size is 2 MiB");
+	memset(r.host + (2u << 20), 0x5a, 2u << 20);
+	before = allocated(r.fd);
+	for (unsigned int i = 0; i < 511; i++)
+		pfns[i] = first + i;
+	ok(post_pfns(&r, 0, pfns, 511), "511 of 512 small pages inflated");
+	is(before - allocated(r.fd), 0, "nothing released while the huge page is partly in use");
+	pfns[0] = first + 511;
+	ok(post_pfns(&r, 0, pfns, 1), "the 512th small page inflated");
+	is(before - allocated(r.fd), 2u << 20, "the whole 2 MiB huge page released");
+	is(keyn(&r, "host-freed"), 2u << 20, "store: host-freed 2 MiB");
+	pfns[0] = first;
+	ok(post_pfns(&r, 1, pfns, 1), "one small page deflated");
+	r.host[(uint64_t)first * 4096] = 1; /* the guest touches it: the huge page is back */
+	before = allocated(r.fd);
+	ok(post_pfns(&r, 0, pfns, 1), "and inflated again");
+	is(before - allocated(r.fd), 2u << 20, "the huge page released again");
+	rig_fini(&r);
+out:
+	if (f && old >= 0 && old < 8) {
+		rewind(f);
+		fprintf(f, "%ld\n", old);
+	}
+	if (f)
+		fclose(f);
+}
+
 int main(void)
 {
 	test_inflate_deflate();
@@ -296,5 +362,6 @@ int main(void)
 	test_stats();
 	test_queue_roles();
 	test_mem_change();
+	test_hugepages();
 	return tap_done();
 }
