@@ -2,10 +2,12 @@
  * The control store's socket: one JSON object per line (proto/viod-store.md).
  *
  * Security model: the socket is created mode 0600 and every peer's
- * SO_PEERCRED uid is checked (the daemon's uid or root), but a permitted
- * client is still untrusted: a line is at most VIOD_STORE_LINE_MAX bytes,
- * every member is type-checked, paths are validated before any lookup, and
- * a connection holds at most VIOD_STORE_WATCHES_MAX watches. Memory per
+ * SO_PEERCRED uid is checked (the daemon's uid or root; a descriptor adopted
+ * with viod_store_serve_fd is not checked: its caller vouches for the peer),
+ * but a permitted client is still untrusted: a line is at most
+ * VIOD_STORE_LINE_MAX bytes, every member is type-checked, paths are
+ * validated before any lookup, and a connection holds at most
+ * VIOD_STORE_WATCHES_MAX watches. Memory per
  * connection is bounded: input by the line limit plus one read, output by
  * VIOD_STORE_BACKLOG_MAX. Requests are not read while more than
  * BACKLOG_PAUSE bytes of output wait (a client that writes without reading
@@ -19,6 +21,7 @@
 #include "private.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <glib-unix.h>
 #include <json-glib/json-glib.h>
 #include <stdio.h>
@@ -62,9 +65,9 @@ struct client {
 
 struct viod_store_server {
 	struct viod_store *st;
-	int fd;
+	int fd;                 /* the listening socket, -1 without one */
 	guint src;
-	char *path;
+	char *path;             /* its path, NULL without one */
 	dev_t sock_dev;
 	ino_t sock_ino;
 	GPtrArray *clients;
@@ -104,13 +107,42 @@ guint viod_store_connections(struct viod_store *st)
 
 /* ---- output ---- */
 
+/*
+ * json-glib (1.6 at least) writes U+001F inside strings as a raw byte,
+ * which RFC 8259 forbids and strict parsers (Python's json, jq) reject; a
+ * client gets it echoed in an error message (a member name, a value quoted
+ * by g_ascii_string_to_unsigned) or stored in a value. The compact
+ * generator puts no control character outside strings, so every one left
+ * is escaped here.
+ */
+static char *escape_controls(char *text)
+{
+	GString *out;
+	const char *p;
+
+	for (p = text; *p; p++)
+		if ((guchar)*p < 0x20)
+			break;
+	if (!*p)
+		return text;
+	out = g_string_sized_new(strlen(text) + 16);
+	for (p = text; *p; p++) {
+		if ((guchar)*p < 0x20)
+			g_string_append_printf(out, "\\u%04x", (guchar)*p);
+		else
+			g_string_append_c(out, *p);
+	}
+	g_free(text);
+	return g_string_free(out, FALSE);
+}
+
 static char *line_of(JsonBuilder *b)
 {
 	g_autoptr(JsonGenerator) gen = json_generator_new();
 	g_autoptr(JsonNode) root = json_builder_get_root(b);
 
 	json_generator_set_root(gen, root);
-	return json_generator_to_data(gen, NULL);
+	return escape_controls(json_generator_to_data(gen, NULL));
 }
 
 static gsize backlog(const struct client *c)
@@ -456,17 +488,130 @@ static const struct op {
 	{ "unwatch", op_unwatch, FALSE, FALSE, TRUE },
 };
 
-/* A "\u0000" escape: json-glib would silently cut the string there. */
-static gboolean has_nul_escape(const char *s, gsize len)
+/* The code unit of a "\uXXXX" escape at s (len bytes left), or -1. */
+static gint u_escape(const char *s, gsize len)
 {
-	for (gsize i = 0; i + 1 < len; i++) {
-		if (s[i] != '\\')
-			continue;
-		if (s[i + 1] == 'u' && i + 5 < len && memcmp(s + i + 2, "0000", 4) == 0)
-			return TRUE;
-		i++;
+	gint cp = 0;
+
+	if (len < 6 || s[0] != '\\' || s[1] != 'u')
+		return -1;
+	for (int k = 2; k < 6; k++) {
+		gint d = g_ascii_xdigit_value(s[k]);
+
+		if (d < 0)
+			return -1;
+		cp = cp * 16 + d;
 	}
-	return FALSE;
+	return cp;
+}
+
+/*
+ * What is wrong with the line's escapes, or NULL. json-glib's scanner (1.6
+ * at least) takes far more than JSON's escapes and mishandles some of
+ * them, so only JSON's are let through: \" \\ \/ \b \f \n \r \t and \u
+ * with four hex digits. json-glib reads octal ("\0", "\377": a NUL, or a
+ * byte that is not UTF-8), "\u" with fewer or odd digits ("\u0%41" is a
+ * NUL), and any other letter as itself. Of the \u escapes, "\u0000" is
+ * refused (json-glib would silently cut the string there), and so is a
+ * UTF-16 surrogate that is not a high one followed by a low one (for a
+ * lone one json-glib produces bytes that are not UTF-8, which error
+ * messages quote back; for a high one followed by another escape it leaks
+ * memory).
+ */
+static const char *bad_escape(const char *s, gsize len)
+{
+	static const char lone[] = "lone UTF-16 surrogate escapes are not allowed";
+	static const char not_json[] = "not JSON (a request is one JSON object on one line)";
+	gboolean high = FALSE;  /* the escape just before was a high surrogate */
+	gsize i = 0;
+
+	while (i < len) {
+		gint cp;
+
+		if (s[i] != '\\') {
+			if (high)
+				return lone;
+			i++;
+			continue;
+		}
+		if (i + 1 < len && s[i + 1] != 'u') {
+			if (high)
+				return lone;
+			if (!s[i + 1] || !strchr("\"\\/bfnrt", s[i + 1]))
+				return not_json;
+			i += 2;
+			continue;
+		}
+		cp = u_escape(s + i, len - i);
+		if (cp < 0)
+			return not_json;        /* also a '\\' ending the line */
+		if (cp == 0)
+			return "NUL characters are not allowed";
+		if (high && (cp < 0xdc00 || cp > 0xdfff))
+			return lone;
+		if (!high && cp >= 0xdc00 && cp <= 0xdfff)
+			return lone;
+		high = !high && cp >= 0xd800 && cp <= 0xdbff;
+		i += 6;
+	}
+	return high ? lone : NULL;
+}
+
+static gboolean json_space(char c)
+{
+	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+/* A character of a number or of true, false, null. */
+static gboolean json_literal(char c)
+{
+	return g_ascii_isalnum(c) || c == '-' || c == '+' || c == '.';
+}
+
+/*
+ * FALSE if s[0, len) holds more than one JSON value, or, outside strings,
+ * anything JSON does not have. json-glib (1.6 at least) parses every value
+ * on a line but keeps only the first: "{} {}" leaks the second, which would
+ * let a client grow the daemon without bound. It also takes single-quoted
+ * strings and comments, which could hide a second value from this scan of
+ * brackets and double-quoted strings, so those are refused here as well.
+ * A line refused here is not JSON.
+ */
+static gboolean one_value(const char *s, gsize len)
+{
+	gsize depth = 0;
+	gboolean done = FALSE;  /* a whole value has been seen */
+
+	for (gsize i = 0; i < len; i++) {
+		if (json_space(s[i]))
+			continue;
+		if (done)
+			return FALSE;
+		if (s[i] == '"') {
+			for (i++; i < len && s[i] != '"'; i++)
+				if (s[i] == '\\')
+					i++;
+			if (i >= len)
+				return TRUE;    /* unterminated: json-glib refuses it */
+			done = depth == 0;
+		} else if (s[i] == '{' || s[i] == '[') {
+			depth++;
+		} else if (s[i] == '}' || s[i] == ']') {
+			if (depth == 0)
+				return FALSE;
+			done = --depth == 0;
+		} else if (s[i] == ',' || s[i] == ':') {
+			if (depth == 0)
+				return FALSE;
+		} else if (json_literal(s[i])) {
+			while (i + 1 < len && json_literal(s[i + 1]))
+				i++;
+			done = depth == 0;
+		} else {
+			return FALSE;   /* ' / # = ; \ and the like */
+		}
+	}
+	return TRUE;
 }
 
 static gboolean member_string(JsonObject *o, const char *name, const char **out)
@@ -555,17 +700,25 @@ static void handle_line(struct client *c, const char *line, gsize len)
 	g_autoptr(JsonParser) p = NULL;
 	g_autoptr(GError) err = NULL;
 	JsonNode *root;
+	const char *bad;
 
 	while (len > 0 && g_ascii_isspace(line[len - 1]))
 		len--;
 	if (len == 0)
 		return;
-	if (memchr(line, '\0', len) || has_nul_escape(line, len)) {
+	if (memchr(line, '\0', len)) {
 		reply_error(c, FALSE, 0, "EPROTO", "NUL characters are not allowed");
 		return;
 	}
+	if ((bad = bad_escape(line, len)) != NULL) {
+		reply_error(c, FALSE, 0, "EPROTO", "%s", bad);
+		return;
+	}
 	p = json_parser_new_immutable();
-	if (!json_parser_load_from_data(p, line, (gssize)len, &err)) {
+	if (!one_value(line, len))
+		g_set_error(&err, JSON_PARSER_ERROR, JSON_PARSER_ERROR_PARSE,
+			    "more than one value, or not JSON outside strings");
+	if (err || !json_parser_load_from_data(p, line, (gssize)len, &err)) {
 		g_debug("control: pid %d: %s", (int)c->pid, err->message);
 		reply_error(c, FALSE, 0, "EPROTO",
 			    "not JSON (a request is one JSON object on one line)");
@@ -745,6 +898,23 @@ static gboolean on_accept(gint fd, GIOCondition cond, gpointer data)
 	return G_SOURCE_CONTINUE;
 }
 
+/* The store's server, created (without a listening socket) if need be. */
+static struct viod_store_server *server_get(struct viod_store *st)
+{
+	struct viod_store_server **slot = viod_store_server_slot(st);
+	struct viod_store_server *srv = *slot;
+
+	if (srv)
+		return srv;
+	srv = g_new0(struct viod_store_server, 1);
+	srv->st = st;
+	srv->fd = -1;
+	srv->clients = g_ptr_array_new();
+	srv->dead = g_ptr_array_new();
+	*slot = srv;
+	return srv;
+}
+
 /* Refuses to take over a socket that another process is serving. */
 static gboolean clear_stale(const char *path, GError **err)
 {
@@ -799,7 +969,7 @@ gboolean viod_store_listen(struct viod_store *st, const char *path, GError **err
 	int fd, rc;
 
 	g_return_val_if_fail(st && path, FALSE);
-	if (*slot) {
+	if (*slot && (*slot)->fd >= 0) {
 		g_set_error(err, G_IO_ERROR, G_IO_ERROR_EXISTS,
 			    "the control store already listens on %s", (*slot)->path);
 		return FALSE;
@@ -831,16 +1001,46 @@ gboolean viod_store_listen(struct viod_store *st, const char *path, GError **err
 		unlink(tmp);
 		return FALSE;
 	}
-	srv = g_new0(struct viod_store_server, 1);
-	srv->st = st;
+	srv = server_get(st);
 	srv->fd = fd;
 	srv->path = g_strdup(path);
 	srv->sock_dev = sb.st_dev;
 	srv->sock_ino = sb.st_ino;
-	srv->clients = g_ptr_array_new();
-	srv->dead = g_ptr_array_new();
 	srv->src = g_unix_fd_add(fd, G_IO_IN, on_accept, srv);
-	*slot = srv;
+	return TRUE;
+}
+
+gboolean viod_store_serve_fd(struct viod_store *st, int fd, GError **err)
+{
+	struct viod_store_server *srv;
+	struct ucred cr = { .pid = 0, .uid = geteuid(), .gid = getegid() };
+	socklen_t len = sizeof(cr);
+	int flags;
+
+	g_return_val_if_fail(st && fd >= 0, FALSE);
+	srv = server_get(st);
+	if (srv->clients->len >= VIOD_STORE_CLIENTS_MAX) {
+		g_autofree char *msg = g_strdup_printf("too many connections (at most %d)",
+						       VIOD_STORE_CLIENTS_MAX);
+
+		refuse(fd, "EBUSY", msg);
+		g_set_error_literal(err, G_IO_ERROR, G_IO_ERROR_BUSY, msg);
+		return FALSE;
+	}
+	flags = fcntl(fd, F_GETFL);
+	if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0 ||
+	    fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) {
+		g_set_error(err, G_FILE_ERROR, g_file_error_from_errno(errno),
+			    "control: cannot serve descriptor %d: %s", fd, g_strerror(errno));
+		close(fd);
+		return FALSE;
+	}
+	/* For the log only: the peer is not checked. */
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0 || len != sizeof(cr)) {
+		cr.pid = 0;
+		cr.uid = geteuid();
+	}
+	client_new(srv, fd, &cr);
 	return TRUE;
 }
 
@@ -855,9 +1055,10 @@ void viod_store_server_free(struct viod_store_server *srv)
 		g_source_remove(srv->reap_src);
 	if (srv->src)
 		g_source_remove(srv->src);
-	close(srv->fd);
+	if (srv->fd >= 0)
+		close(srv->fd);
 	/* Leave the path alone if another server has taken it over. */
-	if (lstat(srv->path, &sb) == 0 && sb.st_dev == srv->sock_dev &&
+	if (srv->path && lstat(srv->path, &sb) == 0 && sb.st_dev == srv->sock_dev &&
 	    sb.st_ino == srv->sock_ino)
 		unlink(srv->path);
 	g_ptr_array_free(srv->clients, TRUE);

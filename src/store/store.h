@@ -63,6 +63,19 @@ void viod_store_set_writable(struct viod_store *st, const char *path,
 gboolean viod_store_listen(struct viod_store *st, const char *path, GError **err);
 
 /*
+ * Serves the protocol on fd, an already-connected stream socket, as one
+ * more client (with or without viod_store_listen). The store owns fd from
+ * the call on, whatever the outcome: it is made non-blocking and
+ * close-on-exec, and closed when the connection ends or the store is
+ * freed. No credential check is made: the caller vouches for the peer
+ * (e.g. the other end of a socketpair of this process, as the fuzzer and
+ * tests use; a descriptor handed over by a trusted supervisor). The
+ * connection limit still applies: past it the peer gets the EBUSY error
+ * object and FALSE is returned with *err set.
+ */
+gboolean viod_store_serve_fd(struct viod_store *st, int fd, GError **err);
+
+/*
  * The rest serves the protocol (server.c) and lets the daemon and tests use
  * the store's client-facing operations directly.
  */
