@@ -25,19 +25,14 @@ static char *prefix_of(const struct viod_dev *dev)
 static void publish(struct viod_dev *dev)
 {
 	g_autofree char *p = prefix_of(dev);
-	g_autofree char *k = NULL;
 
-	k = g_strdup_printf("%s/state", p);
-	viod_store_set(ctl.st, k, viod_dev_connected(dev) ? "connected" : "waiting");
-	g_free(k);
-	k = g_strdup_printf("%s/features", p);
-	viod_store_setf(ctl.st, k, "0x%016" G_GINT64_MODIFIER "x", dev->features_acked);
-	g_free(k);
-	k = g_strdup_printf("%s/status", p);
-	viod_store_setf(ctl.st, k, "0x%02x", dev->status | (dev->needs_reset ? 0x40 : 0));
-	g_free(k);
-	k = g_strdup_printf("%s/connections", p);
-	viod_store_setf(ctl.st, k, "%" G_GUINT64_FORMAT, dev->connections);
+	viod_store_setf_under(ctl.st, p, "state", "%s",
+			      viod_dev_connected(dev) ? "connected" : "waiting");
+	viod_store_setf_under(ctl.st, p, "features", "0x%016" G_GINT64_MODIFIER "x",
+			      dev->features_acked);
+	viod_store_setf_under(ctl.st, p, "status", "0x%02x",
+			      dev->status | (dev->needs_reset ? 0x40 : 0));
+	viod_store_setf_under(ctl.st, p, "connections", "%" G_GUINT64_FORMAT, dev->connections);
 	if (dev->ops->store_publish)
 		dev->ops->store_publish(dev, ctl.st, p);
 }
@@ -76,12 +71,10 @@ struct viod_store *viod_control_start(GPtrArray *devs, const char *path,
 	for (guint i = 0; i < devs->len; i++) {
 		struct viod_dev *dev = devs->pdata[i];
 		g_autofree char *p = prefix_of(dev);
-		g_autofree char *k = g_strdup_printf("%s/type", p);
 
-		viod_store_set(ctl.st, k, dev->ops->type);
-		g_free(k);
-		k = g_strdup_printf("%s/socket", p);
-		viod_store_set(ctl.st, k, dev->socket_path ? dev->socket_path : "");
+		viod_store_setf_under(ctl.st, p, "type", "%s", dev->ops->type);
+		viod_store_setf_under(ctl.st, p, "socket", "%s",
+				      dev->socket_path ? dev->socket_path : "");
 		publish(dev);
 		if (dev->ops->store_attach)
 			dev->ops->store_attach(dev, ctl.st, p);

@@ -690,22 +690,6 @@ static gboolean write_stats_interval(struct viod_store *st, const char *path,
 	return TRUE;
 }
 
-static void key_setf(struct viod_store *st, const char *prefix, const char *key,
-		     const char *fmt, ...) G_GNUC_PRINTF(4, 5);
-
-static void key_setf(struct viod_store *st, const char *prefix, const char *key,
-		     const char *fmt, ...)
-{
-	g_autofree char *path = g_strdup_printf("%s/%s", prefix, key);
-	g_autofree char *value = NULL;
-	va_list ap;
-
-	va_start(ap, fmt);
-	value = g_strdup_vprintf(fmt, ap);
-	va_end(ap);
-	viod_store_set(st, path, value);
-}
-
 static void balloon_store_publish(struct viod_dev *dev, struct viod_store *st,
 				  const char *prefix)
 {
@@ -717,28 +701,29 @@ static void balloon_store_publish(struct viod_dev *dev, struct viod_store *st,
 	uint64_t have = mem > (uint64_t)b->actual * BALLOON_PAGE ?
 			mem - (uint64_t)b->actual * BALLOON_PAGE : 0;
 
-	key_setf(st, prefix, "target", "%u", b->num_pages);
-	key_setf(st, prefix, "actual", "%u", b->actual);
-	key_setf(st, prefix, "guest-memory", "%" PRIu64, mem);
-	key_setf(st, prefix, "inflated", "%" PRIu64, (uint64_t)atomic_load(&b->inflated));
-	key_setf(st, prefix, "host-freed", "%" PRIu64, (uint64_t)atomic_load(&b->host_freed));
-	key_setf(st, prefix, "host-freed-reported", "%" PRIu64,
+	viod_store_setf_under(st, prefix, "target", "%u", b->num_pages);
+	viod_store_setf_under(st, prefix, "actual", "%u", b->actual);
+	viod_store_setf_under(st, prefix, "guest-memory", "%" PRIu64, mem);
+	viod_store_setf_under(st, prefix, "inflated", "%" PRIu64, (uint64_t)atomic_load(&b->inflated));
+	viod_store_setf_under(st, prefix, "host-freed", "%" PRIu64, (uint64_t)atomic_load(&b->host_freed));
+	viod_store_setf_under(st, prefix, "host-freed-reported", "%" PRIu64,
 		 (uint64_t)atomic_load(&b->reported));
-	key_setf(st, prefix, "errors", "%" PRIu64, (uint64_t)atomic_load(&b->errors));
-	key_setf(st, prefix, "stats-interval", "%u", b->stats_interval);
-	key_setf(st, prefix, "memory/target", "%" PRIu64, keep / 1024);
-	key_setf(st, prefix, "memory/current", "%" PRIu64, have / 1024);
+	viod_store_setf_under(st, prefix, "errors", "%" PRIu64, (uint64_t)atomic_load(&b->errors));
+	viod_store_setf_under(st, prefix, "stats-interval", "%u", b->stats_interval);
+	viod_store_setf_under(st, prefix, "memory/target", "%" PRIu64, keep / 1024);
+	viod_store_setf_under(st, prefix, "memory/current", "%" PRIu64, have / 1024);
 	for (unsigned int t = 0; t < VIRTIO_BALLOON_S_NR; t++) {
 		g_autofree char *key = g_strdup_printf("stats/%s", stat_names[t]);
 
 		if (seen & (1ull << t))
-			key_setf(st, prefix, key, "%" PRIu64,
-				 (uint64_t)atomic_load_explicit(&b->stats[t], memory_order_relaxed));
+			viod_store_setf_under(st, prefix, key, "%" PRIu64,
+					      (uint64_t)atomic_load_explicit(&b->stats[t],
+									     memory_order_relaxed));
 	}
-	key_setf(st, prefix, "stats/updates", "%" PRIu64,
+	viod_store_setf_under(st, prefix, "stats/updates", "%" PRIu64,
 		 (uint64_t)atomic_load_explicit(&b->stats_updates, memory_order_acquire));
 	if (atomic_load(&b->stats_updates))
-		key_setf(st, prefix, "stats/updated", "%" PRId64,
+		viod_store_setf_under(st, prefix, "stats/updated", "%" PRId64,
 			 (int64_t)atomic_load_explicit(&b->stats_updated, memory_order_relaxed));
 }
 
@@ -749,7 +734,7 @@ static void balloon_store_attach(struct viod_dev *dev, struct viod_store *st,
 	g_autofree char *interval = g_strdup_printf("%s/stats-interval", prefix);
 	g_autofree char *mtarget = g_strdup_printf("%s/memory/target", prefix);
 
-	key_setf(st, prefix, "page-size", "%u", BALLOON_PAGE);
+	viod_store_setf_under(st, prefix, "page-size", "%u", BALLOON_PAGE);
 	balloon_store_publish(dev, st, prefix);
 	viod_store_set_writable(st, target, write_target, dev);
 	viod_store_set_writable(st, interval, write_stats_interval, dev);

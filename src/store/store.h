@@ -46,6 +46,10 @@ void viod_store_set(struct viod_store *st, const char *path, const char *value);
 void viod_store_setf(struct viod_store *st, const char *path, const char *fmt, ...)
 	G_GNUC_PRINTF(3, 4);
 
+/* Sets prefix/key ("/devices/b0" + "target") to a formatted value. */
+void viod_store_setf_under(struct viod_store *st, const char *prefix, const char *key,
+			   const char *fmt, ...) G_GNUC_PRINTF(4, 5);
+
 /* Removes path and its subtree; watchers get a "removed" event per key. */
 void viod_store_remove(struct viod_store *st, const char *path);
 
