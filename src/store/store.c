@@ -235,28 +235,32 @@ void viod_store_set(struct viod_store *st, const char *path, const char *value)
 	notify(st, path, value);
 }
 
+static void store_vsetf(struct viod_store *st, const char *path, const char *fmt,
+			va_list ap)
+{
+	g_autofree char *value = g_strdup_vprintf(fmt, ap);
+
+	viod_store_set(st, path, value);
+}
+
 void viod_store_setf(struct viod_store *st, const char *path, const char *fmt, ...)
 {
-	g_autofree char *value = NULL;
 	va_list ap;
 
 	va_start(ap, fmt);
-	value = g_strdup_vprintf(fmt, ap);
+	store_vsetf(st, path, fmt, ap);
 	va_end(ap);
-	viod_store_set(st, path, value);
 }
 
 void viod_store_setf_under(struct viod_store *st, const char *prefix, const char *key,
 			   const char *fmt, ...)
 {
 	g_autofree char *path = g_strdup_printf("%s/%s", prefix, key);
-	g_autofree char *value = NULL;
 	va_list ap;
 
 	va_start(ap, fmt);
-	value = g_strdup_vprintf(fmt, ap);
+	store_vsetf(st, path, fmt, ap);
 	va_end(ap);
-	viod_store_set(st, path, value);
 }
 
 const char *viod_store_get(struct viod_store *st, const char *path)
