@@ -236,6 +236,9 @@ void viod_store_set(struct viod_store *st, const char *path, const char *value)
 }
 
 static void store_vsetf(struct viod_store *st, const char *path, const char *fmt,
+			va_list ap) G_GNUC_PRINTF(3, 0);
+
+static void store_vsetf(struct viod_store *st, const char *path, const char *fmt,
 			va_list ap)
 {
 	g_autofree char *value = g_strdup_vprintf(fmt, ap);
