@@ -211,6 +211,22 @@ static void half_message(void)
 	ok(rng_serves(sock_a), "A serves after two half messages and disconnects");
 }
 
+/* Kicks queue 0 and polls the device status (1 s at most) until the
+ * device reports NEEDS_RESET; returns the last status read. */
+static uint64_t kick_until_needs_reset(struct viod_fe *fe)
+{
+	uint64_t st = 0, one = 1;
+
+	if (write(fe->queues[0].kick_fd, &one, sizeof(one)) < 0)
+		(void)0;
+	for (int i = 0; i < 50 && !(st & 0x40); i++) {
+		usleep(20000);
+		if (viod_fe_request(fe, VU_GET_STATUS, NULL, 0, NULL, 0, &st, 8) < 0)
+			break;
+	}
+	return st;
+}
+
 enum ring_attack { LOOP, HEAD_OOR, NEXT_OOR, ADDR_OOR, AVAIL_JUMP, BAD_INDIRECT };
 
 static const char *const ring_names[] = {
@@ -230,7 +246,7 @@ static void ring_attack(enum ring_attack kind)
 	struct viod_fe fe;
 	struct viornd sc;
 	struct viod_vqd *q;
-	uint64_t gpa, st = 0, one = 1;
+	uint64_t gpa, st = 0;
 	uint16_t idx;
 	void *buf;
 
@@ -272,15 +288,7 @@ static void ring_attack(enum ring_attack kind)
 		break;
 	}
 	__atomic_store_n(&q->avail->idx, (uint16_t)(idx + 1), __ATOMIC_RELEASE);
-	if (write(fe.queues[0].kick_fd, &one, sizeof(one)) < 0)
-		(void)0;
-	for (int i = 0; i < 50; i++) {
-		usleep(20000);
-		if (viod_fe_request(&fe, VU_GET_STATUS, NULL, 0, NULL, 0, &st, 8) < 0)
-			break;
-		if (st & 0x40)
-			break;
-	}
+	st = kick_until_needs_reset(&fe);
 	ok(st & 0x40, "%s: device reports NEEDS_RESET (status 0x%llx)", what,
 	   (unsigned long long)st);
 	ok(!fe.broken, "%s: front-end connection kept", what);
@@ -335,7 +343,7 @@ static void truncated_memory(void)
 	struct viornd sc;
 	struct viod_vqd *q;
 	struct viod_vqd_buf b;
-	uint64_t gpa, st = 0, one = 1;
+	uint64_t gpa, st = 0;
 
 	if (viod_fe_init(&fe, NULL) < 0 || viod_fe_connect(&fe, sock_a) < 0 ||
 	    viornd_attach(&sc, &fe, NULL) < 0) {
@@ -349,13 +357,7 @@ static void truncated_memory(void)
 	viod_vqd_add(q, &b, 1, NULL);
 	/* From here on our own mapping faults too: touch nothing in it. */
 	ok(ftruncate(fe.memfd, 0) == 0, "guest memory fd truncated under viod");
-	if (write(fe.queues[0].kick_fd, &one, sizeof(one)) < 0)
-		(void)0;
-	for (int i = 0; i < 50 && !(st & 0x40); i++) {
-		usleep(20000);
-		if (viod_fe_request(&fe, VU_GET_STATUS, NULL, 0, NULL, 0, &st, 8) < 0)
-			break;
-	}
+	st = kick_until_needs_reset(&fe);
 	ok(st & 0x40, "truncated memory: queue stopped, NEEDS_RESET (status 0x%llx)",
 	   (unsigned long long)st);
 	close(fe.sock);
@@ -418,7 +420,7 @@ static void balloon_attacks(void)
 {
 	struct viod_fe fe;
 	uint32_t pfns[4];
-	uint64_t gpa, one = 1, st = 0;
+	uint64_t gpa, st = 0;
 	long long errors0 = balloon_key("errors");
 	struct viod_vqd *q;
 
@@ -456,13 +458,7 @@ static void balloon_attacks(void)
 	q->desc[0].next = 0;
 	q->avail->ring[q->avail_idx & (q->num - 1)] = 0;
 	__atomic_store_n(&q->avail->idx, (uint16_t)(q->avail_idx + 1), __ATOMIC_RELEASE);
-	if (write(fe.queues[0].kick_fd, &one, sizeof(one)) < 0)
-		(void)0;
-	for (int i = 0; i < 50 && !(st & 0x40); i++) {
-		usleep(20000);
-		if (viod_fe_request(&fe, VU_GET_STATUS, NULL, 0, NULL, 0, &st, 8) < 0)
-			break;
-	}
+	st = kick_until_needs_reset(&fe);
 	ok(st & 0x40, "balloon: descriptor loop stops the queue with NEEDS_RESET");
 	viod_fe_disconnect(&fe);
 	check_after("a descriptor loop on the balloon");
