@@ -1076,6 +1076,21 @@ static int fe_config_check(struct viod_fe *fe, uint32_t off, uint32_t len)
 	return 0;
 }
 
+/* A GET_CONFIG/SET_CONFIG payload header for off/len (range checked). */
+static int fe_config_init(struct viod_fe *fe, struct viod_vu_config *c, uint32_t off,
+			  uint32_t len, uint32_t flags)
+{
+	int r = fe_config_check(fe, off, len);
+
+	if (r < 0)
+		return r;
+	memset(c, 0, sizeof(*c));
+	c->offset = off;
+	c->size = len;
+	c->flags = flags;
+	return 0;
+}
+
 int viod_fe_get_config(struct viod_fe *fe, uint32_t off, void *buf, uint32_t len)
 {
 	struct viod_vu_config c;
@@ -1083,13 +1098,9 @@ int viod_fe_get_config(struct viod_fe *fe, uint32_t off, void *buf, uint32_t len
 	uint32_t size = VU_CONFIG_HDR_SIZE + len;
 	int r;
 
-	r = fe_config_check(fe, off, len);
+	r = fe_config_init(fe, &c, off, len, 0);
 	if (r < 0)
 		return r;
-	memset(&c, 0, sizeof(c));
-	c.offset = off;
-	c.size = len;
-	c.flags = 0;
 	r = fe_send(fe, VU_GET_CONFIG, 0, &c, size, NULL, 0);
 	if (r < 0)
 		return r;
@@ -1115,13 +1126,9 @@ int viod_fe_set_config(struct viod_fe *fe, uint32_t off, const void *buf,
 	struct viod_vu_config c;
 	int r;
 
-	r = fe_config_check(fe, off, len);
+	r = fe_config_init(fe, &c, off, len, VU_SET_CONFIG_FRONTEND);
 	if (r < 0)
 		return r;
-	memset(&c, 0, sizeof(c));
-	c.offset = off;
-	c.size = len;
-	c.flags = VU_SET_CONFIG_FRONTEND;
 	memcpy(c.data, buf, len);
 	return viod_fe_request(fe, VU_SET_CONFIG, &c, VU_CONFIG_HDR_SIZE + len,
 			       NULL, 0, NULL, 0);

@@ -164,11 +164,44 @@ static int rnd_wait(struct viornd *sc)
 	return r < 0 ? r : 0;
 }
 
+/*
+ * Takes every completion waiting on the queue: its buffer goes back to the
+ * pool, what it had posted leaves *inflight, and its bytes are added to
+ * *got, copied to out + *got when out is set (never past cap). *reqs counts
+ * completions; too many empty ones in a row is an error. 0 or -errno (the
+ * driver is then broken).
+ */
+static int rnd_reap(struct viornd *sc, struct viod_vqd *q, uint8_t *out, uint64_t cap,
+		    uint64_t *got, uint64_t *inflight, uint64_t *reqs, unsigned int *empty)
+{
+	for (;;) {
+		unsigned int i;
+		uint32_t n;
+		int r = rnd_take(sc, q, &i, &n);
+
+		if (r < 0)
+			return rnd_broken(sc, r);
+		if (r == 0)
+			return 0;
+		*inflight -= sc->bufs[i].posted;
+		if (out) {
+			if (n > cap - *got)
+				return rnd_broken(sc, -EIO); /* cannot happen: invariant */
+			memcpy(out + *got, sc->bufs[i].host, n);
+		}
+		*got += n;
+		(*reqs)++;
+		*empty = n ? 0 : *empty + 1;
+		if (*empty >= VIORND_MAX_EMPTY)
+			return rnd_empty(sc);
+	}
+}
+
 int viornd_read(struct viornd *sc, void *buf, size_t len)
 {
 	struct viod_vqd *q = viod_fe_vqd(sc->fe, RND_QUEUE);
 	uint8_t *out = buf;
-	size_t filled = 0, inflight = 0;
+	uint64_t filled = 0, inflight = 0, reqs = 0;
 	unsigned int empty = 0;
 	int r;
 
@@ -195,24 +228,9 @@ int viornd_read(struct viornd *sc, void *buf, size_t len)
 		r = rnd_wait(sc);
 		if (r < 0)
 			return rnd_broken(sc, r);
-		for (;;) {
-			unsigned int i;
-			uint32_t got;
-
-			r = rnd_take(sc, q, &i, &got);
-			if (r < 0)
-				return rnd_broken(sc, r);
-			if (r == 0)
-				break;
-			inflight -= sc->bufs[i].posted;
-			if (got > len - filled)
-				return rnd_broken(sc, -EIO); /* cannot happen: invariant */
-			memcpy(out + filled, sc->bufs[i].host, got);
-			filled += got;
-			empty = got ? 0 : empty + 1;
-			if (empty >= VIORND_MAX_EMPTY)
-				return rnd_empty(sc);
-		}
+		r = rnd_reap(sc, q, out, len, &filled, &inflight, &reqs, &empty);
+		if (r < 0)
+			return r;
 	}
 	return 0;
 }
@@ -255,22 +273,9 @@ int viornd_stream(struct viornd *sc, double seconds, uint64_t bytes,
 		r = rnd_wait(sc);
 		if (r < 0)
 			return rnd_broken(sc, r);
-		for (;;) {
-			unsigned int i;
-			uint32_t got;
-
-			r = rnd_take(sc, q, &i, &got);
-			if (r < 0)
-				return rnd_broken(sc, r);
-			if (r == 0)
-				break;
-			inflight -= sc->bufs[i].posted;
-			got_bytes += got;
-			got_reqs++;
-			empty = got ? 0 : empty + 1;
-			if (empty >= VIORND_MAX_EMPTY)
-				return rnd_empty(sc);
-		}
+		r = rnd_reap(sc, q, NULL, 0, &got_bytes, &inflight, &got_reqs, &empty);
+		if (r < 0)
+			return r;
 		if (seconds > 0 && rnd_now() >= deadline)
 			stop = true;
 		if (bytes > 0 && got_bytes >= bytes)

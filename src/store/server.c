@@ -269,6 +269,18 @@ static void reply_end(struct client *c, JsonBuilder *b)
 	client_queue(c, b);
 }
 
+/* Adds the "error" member: {"code": code, "message": msg}. */
+static void add_error(JsonBuilder *b, const char *code, const char *msg)
+{
+	json_builder_set_member_name(b, "error");
+	json_builder_begin_object(b);
+	json_builder_set_member_name(b, "code");
+	json_builder_add_string_value(b, code);
+	json_builder_set_member_name(b, "message");
+	json_builder_add_string_value(b, msg);
+	json_builder_end_object(b);
+}
+
 static void reply_error(struct client *c, gboolean has_id, gint64 id,
 			const char *code, const char *fmt, ...) G_GNUC_PRINTF(5, 6);
 
@@ -282,13 +294,7 @@ static void reply_error(struct client *c, gboolean has_id, gint64 id,
 	va_start(ap, fmt);
 	msg = g_strdup_vprintf(fmt, ap);
 	va_end(ap);
-	json_builder_set_member_name(b, "error");
-	json_builder_begin_object(b);
-	json_builder_set_member_name(b, "code");
-	json_builder_add_string_value(b, code);
-	json_builder_set_member_name(b, "message");
-	json_builder_add_string_value(b, msg);
-	json_builder_end_object(b);
+	add_error(b, code, msg);
 	reply_end(c, b);
 }
 
@@ -812,13 +818,7 @@ static void refuse(int fd, const char *code, const char *msg)
 	g_autofree char *line = NULL;
 	g_autofree char *out = NULL;
 
-	json_builder_set_member_name(b, "error");
-	json_builder_begin_object(b);
-	json_builder_set_member_name(b, "code");
-	json_builder_add_string_value(b, code);
-	json_builder_set_member_name(b, "message");
-	json_builder_add_string_value(b, msg);
-	json_builder_end_object(b);
+	add_error(b, code, msg);
 	json_builder_end_object(b);
 	line = line_of(b);
 	out = g_strconcat(line, "\n", NULL);
