@@ -17,56 +17,6 @@
 
 static gboolean verbose;
 
-/*
- * The control loop's poll: after socket activity, keep polling without
- * sleeping for a short while before blocking. A front-end's requests come
- * in bursts, and some of them stall a vCPU until we answer (QEMU forwards a
- * guest's config-space access as a synchronous GET_CONFIG or SET_CONFIG),
- * while waking a sleeping thread on these machines costs tens of
- * microseconds. An idle daemon never spins: only fd activity, not timers,
- * opens the window.
- */
-#define CONTROL_SPIN_US 200
-
-static GPollFunc base_poll;
-static gint64 last_activity = G_MININT64 / 2;
-
-static inline void relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	__builtin_ia32_pause();
-#endif
-}
-
-static gint spin_poll(GPollFD *fds, guint nfds, gint timeout)
-{
-	gint64 start = g_get_monotonic_time();
-	gint r;
-
-	if (timeout != 0 && start - last_activity < CONTROL_SPIN_US) {
-		gint64 now = start;
-
-		do {
-			r = base_poll(fds, nfds, 0);
-			if (r != 0)
-				goto out;
-			relax();
-			now = g_get_monotonic_time();
-		} while (now - start < CONTROL_SPIN_US &&
-			 (timeout < 0 || now - start < (gint64)timeout * 1000));
-		if (timeout > 0) {
-			timeout -= (gint)((now - start) / 1000);
-			if (timeout < 0)
-				timeout = 0;
-		}
-	}
-	r = base_poll(fds, nfds, timeout);
-out:
-	if (r > 0)
-		last_activity = g_get_monotonic_time();
-	return r;
-}
-
 static void log_handler(const gchar *domain, GLogLevelFlags level,
 			const gchar *msg, gpointer data)
 {
@@ -163,8 +113,6 @@ int main(int argc, char **argv)
 	}
 
 	loop = g_main_loop_new(NULL, FALSE);
-	base_poll = g_main_context_get_poll_func(NULL);
-	g_main_context_set_poll_func(NULL, spin_poll);
 	for (guint i = 0; i < devs->len; i++) {
 		struct viod_dev *dev = devs->pdata[i];
 		g_autofree char *path = g_strdup(dev->socket_path);

@@ -70,7 +70,7 @@ struct viod_dev *viod_dev_new(const struct viod_device_ops *ops, const char *id)
 	dev->priv = ops->priv_size ? g_malloc0(ops->priv_size) : NULL;
 	dev->listen_fd = dev->conn_fd = dev->backend_fd = -1;
 	dev->epfd = dev->wake_fd = -1;
-	dev->poll_max_ns = 50000;
+	dev->poll_max_ns = (ops->poll_us ? ops->poll_us : 50u) * 1000u;
 	dev->device_features = ops->features;
 	pthread_mutex_init(&dev->dp_lock, NULL);
 	pthread_mutex_init(&dev->backend_lock, NULL);

@@ -29,6 +29,8 @@ struct viod_device_ops {
 	uint32_t num_queues;
 	uint32_t config_size;    /* bytes of device config space */
 	size_t priv_size;        /* zeroed private state, viod_dev_priv() */
+	uint32_t poll_us;        /* default bound of the worker's adaptive
+				  * polling (option poll-us); 0: 50 us */
 
 	/* One key=value device option. -ENOENT: unknown key; other -errno
 	 * with *err set: bad value. */

@@ -9,7 +9,12 @@
  *
  * The poll window grows (doubling) when a sleep ended within the window,
  * i.e. spinning a little longer would have caught the work, and shrinks
- * (halving) when a sleep was long.
+ * (halving) when a sleep was long. Its bound is per device type (the
+ * balloon's is long: see its ops) or set by option poll-us.
+ *
+ * Past its first POLL_BUSY_NS the spin yields the CPU at every turn, so a
+ * long window costs the threads that share this CPU (a front-end's vCPU
+ * or main loop, on a small host) next to nothing.
  */
 #include "vhost.h"
 
@@ -20,6 +25,7 @@
 #include <unistd.h>
 
 #define POLL_GROW_START_NS 2000u
+#define POLL_BUSY_NS 50000u
 
 static inline void cpu_relax(void)
 {
@@ -169,7 +175,10 @@ static void *worker_main(void *arg)
 			continue;
 		}
 		if (!throttled && now - last_work < poll_ns) {
-			cpu_relax();
+			if (now - last_work < POLL_BUSY_NS)
+				cpu_relax();
+			else
+				sched_yield();
 			continue;
 		}
 
