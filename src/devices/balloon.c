@@ -504,7 +504,11 @@ static int balloon_config_write(struct viod_dev *dev, uint32_t off, const void *
 	if (off > a || off + len < a + 4)
 		return -EPERM;
 	memcpy(&v, (const uint8_t *)buf + (a - off), 4);
-	b->actual = le32toh(v);
+	if (b->actual != le32toh(v)) {
+		b->actual = le32toh(v);
+		/* balloonctl --wait and other watchers follow actual. */
+		viod_dev_state_changed(dev);
+	}
 	return 0;
 }
 

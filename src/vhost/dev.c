@@ -164,6 +164,12 @@ void viod_dev_notify(struct viod_dev *dev, unsigned int qidx)
 	}
 }
 
+void viod_dev_state_changed(struct viod_dev *dev)
+{
+	if (dev->on_state_changed)
+		dev->on_state_changed(dev);
+}
+
 void viod_dev_throttle(struct viod_dev *dev, uint64_t until)
 {
 	dev->throttle_until = until;

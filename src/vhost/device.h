@@ -77,6 +77,11 @@ void viod_dev_notify(struct viod_dev *dev, unsigned int qidx);
 void viod_dev_throttle(struct viod_dev *dev, uint64_t until);
 /* Tells the front-end that config space changed (back-end channel). */
 void viod_dev_config_changed(struct viod_dev *dev);
+/* Control thread: state the control store shows changed (a guest wrote
+ * config space, a front-end came or went), so its keys are refreshed as
+ * soon as the current request is answered rather than at the next
+ * periodic publication; watchers see the change without delay. */
+void viod_dev_state_changed(struct viod_dev *dev);
 /* Control thread: makes the worker run the queue handlers soon. */
 void viod_dev_wake(struct viod_dev *dev);
 /* Control thread, before the socket listens: the device feature bits to

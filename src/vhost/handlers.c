@@ -353,7 +353,10 @@ static int set_status(struct viod_dev *dev, struct viod_vu_msg *m, int *fds)
 	/* Writing 0 resets the device (virtio 1.2, 2.1). */
 	if (m->u.u64 == 0 && dev->status != 0)
 		device_reset(dev);
-	dev->status = (uint8_t)m->u.u64;
+	if (dev->status != (uint8_t)m->u.u64) {
+		dev->status = (uint8_t)m->u.u64;
+		viod_dev_state_changed(dev);
+	}
 	return 0;
 }
 

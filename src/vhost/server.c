@@ -40,6 +40,7 @@ void viod_server_disconnect(struct viod_dev *dev, const char *why)
 	viod_dev_reset_conn(dev);
 	if (dev->listen_fd >= 0)
 		watch_listen(dev);
+	viod_dev_state_changed(dev);
 }
 
 /* Processes every complete message buffered on the connection. */
@@ -118,6 +119,7 @@ static gboolean on_accept(gint fd, GIOCondition cond, gpointer data)
 	dev->conn_watch = g_unix_fd_add(c, G_IO_IN | G_IO_HUP | G_IO_ERR, on_conn, dev);
 	g_info("%s: front-end connected", dev->id);
 	dev->listen_watch = 0;
+	viod_dev_state_changed(dev);
 	return G_SOURCE_REMOVE;
 }
 

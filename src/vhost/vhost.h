@@ -74,6 +74,9 @@ struct viod_dev {
 	uint64_t connections;
 	uint64_t protocol_errors;
 	uint64_t device_features;   /* offered device bits (viod_dev_offer_features) */
+	/* Called by viod_dev_state_changed (the control store's hook). */
+	void (*on_state_changed)(struct viod_dev *dev);
+	guint publish_source;       /* the control store's pending publication */
 
 	/* Back-end channel: any thread may send on it. */
 	pthread_mutex_t backend_lock;
