@@ -10,7 +10,8 @@
 # balloon pages included, which under TCG dominates both runs);
 # VIOD_BALLOON_OPTS, viod's balloon options (default: the features QEMU's
 # built-in balloon offers by default, no reporting or deflate-on-oom, so
-# both guests do the same work); VIOD_BENCH_ROUNDS (default
+# both guests do the same work; viod adds MUST_TELL_HOST, which Linux's
+# driver honours either way); VIOD_BENCH_ROUNDS (default
 # 3), alternating QEMU and viod runs whose medians are reported.
 set -uo pipefail
 
