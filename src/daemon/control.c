@@ -22,6 +22,13 @@ static char *prefix_of(const struct viod_dev *dev)
 	return g_strdup_printf("/devices/%s", dev->id);
 }
 
+/*
+ * Refreshes a device's keys: every PUBLISH_MS for the counters the worker
+ * moves, and as the device's state-change hook (viod_dev_state_changed),
+ * which the core calls after a front-end's message that changed state has
+ * been answered, so the front-end never waits for the store and watchers
+ * see each value a guest writes.
+ */
 static void publish(struct viod_dev *dev)
 {
 	g_autofree char *p = prefix_of(dev);
@@ -35,29 +42,6 @@ static void publish(struct viod_dev *dev)
 	viod_store_setf_under(ctl.st, p, "connections", "%" G_GUINT64_FORMAT, dev->connections);
 	if (dev->ops->store_publish)
 		dev->ops->store_publish(dev, ctl.st, p);
-}
-
-static gboolean publish_pending(gpointer data)
-{
-	struct viod_dev *dev = data;
-
-	dev->publish_source = 0;
-	publish(dev);
-	return G_SOURCE_REMOVE;
-}
-
-/*
- * A device's state changed on this thread (viod_dev_state_changed): an
- * idle-time source publishes it once the request being served has been
- * answered, so a front-end waiting on a reply (QEMU stalls a vCPU on a
- * SET_CONFIG) never waits for the store; several changes in one go are
- * published once. Counters the worker moves keep the periodic timer.
- */
-static void publish_soon(struct viod_dev *dev)
-{
-	if (!dev->publish_source)
-		dev->publish_source = g_idle_add_full(G_PRIORITY_DEFAULT, publish_pending,
-						      dev, NULL);
 }
 
 static gboolean publish_all(gpointer data)
@@ -112,7 +96,7 @@ struct viod_store *viod_control_start(GPtrArray *devs, const char *path,
 		g_warning("control store disabled: %s (use --control PATH)", lerr->message);
 	}
 	for (guint i = 0; i < devs->len; i++)
-		((struct viod_dev *)devs->pdata[i])->on_state_changed = publish_soon;
+		((struct viod_dev *)devs->pdata[i])->on_state_changed = publish;
 	ctl.timer = g_timeout_add(PUBLISH_MS, publish_all, NULL);
 	return ctl.st;
 }
@@ -128,9 +112,6 @@ void viod_control_stop(struct viod_store *st)
 		struct viod_dev *dev = ctl.devs->pdata[i];
 
 		dev->on_state_changed = NULL;
-		if (dev->publish_source)
-			g_source_remove(dev->publish_source);
-		dev->publish_source = 0;
 	}
 	viod_store_free(st);
 	ctl.st = NULL;

@@ -166,6 +166,16 @@ void viod_dev_notify(struct viod_dev *dev, unsigned int qidx)
 
 void viod_dev_state_changed(struct viod_dev *dev)
 {
+	dev->state_dirty = true;
+	if (!dev->in_message)
+		viod_dev_state_flush(dev);
+}
+
+void viod_dev_state_flush(struct viod_dev *dev)
+{
+	if (!dev->state_dirty)
+		return;
+	dev->state_dirty = false;
 	if (dev->on_state_changed)
 		dev->on_state_changed(dev);
 }

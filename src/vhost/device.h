@@ -78,9 +78,11 @@ void viod_dev_throttle(struct viod_dev *dev, uint64_t until);
 /* Tells the front-end that config space changed (back-end channel). */
 void viod_dev_config_changed(struct viod_dev *dev);
 /* Control thread: state the control store shows changed (a guest wrote
- * config space, a front-end came or went), so its keys are refreshed as
- * soon as the current request is answered rather than at the next
- * periodic publication; watchers see the change without delay. */
+ * config space, a front-end came or went). The store's keys are refreshed
+ * at once, or, for a change a front-end's message made, right after that
+ * message is answered (a vCPU may be waiting on the reply) and before the
+ * next one is read: watchers see every value, not the periodic
+ * publication's samples. */
 void viod_dev_state_changed(struct viod_dev *dev);
 /* Control thread: makes the worker run the queue handlers soon. */
 void viod_dev_wake(struct viod_dev *dev);

@@ -75,7 +75,10 @@ static gboolean on_conn(gint fd, GIOCondition cond, gpointer data)
 		rc = viod_msg_check(dev, m, dev->rx.nfds, &why);
 		if (rc == 0) {
 			g_debug("%s: %s", dev->id, viod_vu_request_name(m->hdr.request));
+			dev->in_message = true;
 			rc = viod_handle_msg(dev, m, dev->rx.fds, dev->rx.nfds);
+			dev->in_message = false;
+			viod_dev_state_flush(dev);
 			viod_rxbuf_reset(&dev->rx, false);
 			if (rc < 0) {
 				snprintf(reason, sizeof(reason), "%s failed: %s",

@@ -74,9 +74,11 @@ struct viod_dev {
 	uint64_t connections;
 	uint64_t protocol_errors;
 	uint64_t device_features;   /* offered device bits (viod_dev_offer_features) */
-	/* Called by viod_dev_state_changed (the control store's hook). */
+	/* The control store's hook for viod_dev_state_changed: called at
+	 * once, or after the reply when the change came from a message. */
 	void (*on_state_changed)(struct viod_dev *dev);
-	guint publish_source;       /* the control store's pending publication */
+	bool in_message;            /* a front-end message is being handled */
+	bool state_dirty;           /* ... and it changed published state */
 
 	/* Back-end channel: any thread may send on it. */
 	pthread_mutex_t backend_lock;
@@ -99,6 +101,9 @@ struct viod_dev {
 	int wake_fd;
 	struct viod_vq_elem *elem;
 };
+
+/* Runs the state-change hook for what the message just handled changed. */
+void viod_dev_state_flush(struct viod_dev *dev);
 
 /* msg.c: framing and validation. */
 enum viod_rx_result { VIOD_RX_AGAIN, VIOD_RX_MSG, VIOD_RX_EOF, VIOD_RX_ERROR };

@@ -5,7 +5,8 @@
 # driver's hw.viomb.actual, viod's store (inflated, host-freed, errors,
 # the guest's statistics, XenStore's memory/target and memory/current),
 # the guest memory still resident on the host, refusals of impossible
-# targets, and that an rng served by the same daemon keeps serving.
+# targets, that a store watcher sees every `actual` the driver writes, and
+# that an rng served by the same daemon keeps serving.
 # A second, short guest negotiates no features at all (no MUST_TELL_HOST:
 # deflated pages are reused before the device has acked them) and shows
 # inflation itself giving the touched pages back to the host.
@@ -186,6 +187,23 @@ check "cycles end where they started: actual 0, inflated 0, errors 0" \
 	keys_are actual 0 inflated 0 errors 0
 check "cycles end where they started: hw.viomb.actual = 0" [ "$(viomb_last actual)" = 0 ]
 check "r0 serves after three cycles" rng_ok
+
+# ---- a watcher sees every actual the driver writes, in order ----
+"$vstore" --socket "$ctl" watch /devices/b0/actual --timeout 3 >"$tmp/watch.out" 2>&1 &
+wpid=$!
+for _ in $(seq 100); do grep -q "actual 0$" "$tmp/watch.out" && break; sleep 0.05; done
+mark=$(wc -l <"$tmp/guest$gen.out")
+inflate_to 2048 "watched inflate to 8 MiB"
+wait "$wpid"
+wrote=$(tail -n +$((mark + 1)) "$tmp/guest$gen.out" |
+	sed -n 's/^hw\.viomb\.actual = \([0-9]*\)$/\1/p' | tr '\n' ' ')
+seen=$(sed -n 's|^/devices/b0/actual \([0-9]*\)$|\1|p' "$tmp/watch.out" | tail -n +2 |
+	tr '\n' ' ')
+check "watched inflate: the driver wrote actual in steps ($wrote)" \
+	[ "$(echo $wrote | wc -w)" -ge 8 ]
+check "watched inflate: the watch saw each value the driver wrote ($seen)" \
+	[ "$seen" = "$wrote" ]
+inflate_to 0 "watched: deflate to 0"
 
 # ---- sizes as the guest's memory, and XenStore's names ----
 keep=$((100 * MiB))
