@@ -212,14 +212,17 @@ static void release_pfns(struct viod_dev *dev, struct balloon *b, unsigned int r
 		discard(dev, b, r, m->gpa + run_start * m->unit, run_len * m->unit, false);
 }
 
-/* Applies one chunk of PFNs from an inflate or deflate buffer. */
-static void apply_pfns(struct viod_dev *dev, struct balloon *b, uint32_t *pfns,
-		       unsigned int n, bool inflate)
+/*
+ * Moves one chunk of PFNs from an inflate or deflate buffer (guest order)
+ * into or out of the balloon's bitmaps, counting bad ones as errors and
+ * keeping `inflated` current. Returns how many changed state; those are
+ * gathered, in host order, at the front of pfns.
+ */
+static unsigned int track_pfns(struct viod_dev *dev, struct balloon *b, uint32_t *pfns,
+			       unsigned int n, bool inflate)
 {
 	unsigned int valid = 0;
 
-	/* valid counts pages whose state changed; inflated ones are also
-	 * gathered at the front of pfns for release. */
 	for (unsigned int i = 0; i < n; i++) {
 		uint32_t pfn = le32toh(pfns[i]);
 		uint64_t gpa = (uint64_t)pfn << VIRTIO_BALLOON_PFN_SHIFT;
@@ -241,12 +244,18 @@ static void apply_pfns(struct viod_dev *dev, struct balloon *b, uint32_t *pfns,
 		*word ^= mask;
 		pfns[valid++] = pfn;
 	}
-	if (!inflate) {
+	if (inflate)
+		atomic_fetch_add_explicit(&b->inflated, valid, memory_order_relaxed);
+	else
 		atomic_fetch_sub_explicit(&b->inflated, valid, memory_order_relaxed);
-		return;
-	}
-	atomic_fetch_add_explicit(&b->inflated, valid, memory_order_relaxed);
-	/* Sorted, runs of contiguous pages become one fallocate() each. */
+	return valid;
+}
+
+/* Gives the host the pages track_pfns() just put in the balloon:
+ * sorted, each run of contiguous pages is one fallocate(). */
+static void release_tracked(struct viod_dev *dev, struct balloon *b, uint32_t *pfns,
+			    unsigned int valid)
+{
 	qsort(pfns, valid, sizeof(*pfns), cmp_u32);
 	for (unsigned int i = 0; i < valid;) {
 		int r = map_find(b, (uint64_t)pfns[i] << VIRTIO_BALLOON_PFN_SHIFT);
@@ -260,6 +269,15 @@ static void apply_pfns(struct viod_dev *dev, struct balloon *b, uint32_t *pfns,
 	}
 }
 
+static void apply_pfns(struct viod_dev *dev, struct balloon *b, uint32_t *pfns,
+		       unsigned int n, bool inflate)
+{
+	unsigned int valid = track_pfns(dev, b, pfns, n, inflate);
+
+	if (inflate)
+		release_tracked(dev, b, pfns, valid);
+}
+
 /*
  * Inflate and deflate queues: arrays of le32 PFNs, device-readable.
  *
@@ -267,8 +285,10 @@ static void apply_pfns(struct viod_dev *dev, struct balloon *b, uint32_t *pfns,
  * is acked, and deflates are served on this same thread after any release
  * in progress; so an inflate buffer (of a usual size) is acked as soon as
  * its PFNs are copied out, and the hole punching overlaps the guest's next
- * steps. Without it a guest may reuse pages before telling us, so the
- * release comes first.
+ * steps. The pages are tracked (and counted in `inflated`) before the
+ * ack, so the store never shows the guest's new `actual` ahead of them.
+ * Without MUST_TELL_HOST a guest may reuse pages before telling us, so
+ * the release comes first.
  */
 static unsigned int pfn_queue(struct viod_dev *dev, struct balloon *b,
 			      unsigned int q, bool inflate)
@@ -284,14 +304,17 @@ static unsigned int pfn_queue(struct viod_dev *dev, struct balloon *b,
 		uint64_t total = e->out_len / 4;
 
 		if (early && total <= PFN_EARLY_MAX) {
+			unsigned int valid;
+
 			viod_iov_to_buf(e->iov, e->out_num, 0, b->pfns, total * 4);
+			valid = track_pfns(dev, b, b->pfns, (unsigned int)total, true);
 			viod_vq_push(vq, e->head, 0);
 			viod_dev_notify(dev, q);
 			/* The front-end thread our call just woke (QEMU's main
 			 * loop, which injects the interrupt) may share this CPU:
 			 * let it go first, the punching can wait. */
 			sched_yield();
-			apply_pfns(dev, b, b->pfns, (unsigned int)total, true);
+			release_tracked(dev, b, b->pfns, valid);
 			done++;
 			acked++;
 			continue;
