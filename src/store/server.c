@@ -19,6 +19,7 @@
  * notification or a source callback), and an idle callback frees it later.
  */
 #include "private.h"
+#include "util/listen.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -915,58 +916,13 @@ static struct viod_store_server *server_get(struct viod_store *st)
 	return srv;
 }
 
-/* Refuses to take over a socket that another process is serving. */
-static gboolean clear_stale(const char *path, GError **err)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	struct stat sb;
-	int s, rc;
-
-	if (lstat(path, &sb) < 0) {
-		if (errno == ENOENT)
-			return TRUE;
-		g_set_error(err, G_FILE_ERROR, g_file_error_from_errno(errno),
-			    "%s: %s", path, g_strerror(errno));
-		return FALSE;
-	}
-	if (!S_ISSOCK(sb.st_mode)) {
-		g_set_error(err, G_FILE_ERROR, G_FILE_ERROR_EXIST,
-			    "%s exists and is not a socket", path);
-		return FALSE;
-	}
-	s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (s < 0) {
-		g_set_error(err, G_FILE_ERROR, g_file_error_from_errno(errno),
-			    "socket: %s", g_strerror(errno));
-		return FALSE;
-	}
-	memcpy(sa.sun_path, path, strlen(path) + 1);
-	rc = connect(s, (struct sockaddr *)&sa, sizeof(sa));
-	close(s);
-	if (rc == 0) {
-		g_set_error(err, G_FILE_ERROR, G_FILE_ERROR_EXIST,
-			    "%s is in use by another process", path);
-		return FALSE;
-	}
-	unlink(path);
-	return TRUE;
-}
-
-/*
- * Binds under a temporary name with umask 0177, so the socket is 0600 from
- * the moment it exists, and renames it into place once it listens. umask
- * is per process: a file another thread creates meanwhile can only come
- * out more restricted than it asked.
- */
+/* The socket is 0600 from the moment it exists (listen.h). */
 gboolean viod_store_listen(struct viod_store *st, const char *path, GError **err)
 {
 	struct viod_store_server **slot = viod_store_server_slot(st);
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	g_autofree char *tmp = NULL;
 	struct viod_store_server *srv;
 	struct stat sb;
-	mode_t old;
-	int fd, rc;
+	int fd;
 
 	g_return_val_if_fail(st && path, FALSE);
 	if (*slot && (*slot)->fd >= 0) {
@@ -974,33 +930,9 @@ gboolean viod_store_listen(struct viod_store *st, const char *path, GError **err
 			    "the control store already listens on %s", (*slot)->path);
 		return FALSE;
 	}
-	tmp = g_strdup_printf("%s.%d.tmp", path, (int)getpid());
-	if (strlen(tmp) >= sizeof(sa.sun_path)) {
-		g_set_error(err, G_FILE_ERROR, G_FILE_ERROR_NAMETOOLONG,
-			    "control socket path too long: %s", path);
+	fd = viod_unix_listen(path, 0600, 16, &sb, err);
+	if (fd < 0)
 		return FALSE;
-	}
-	if (!clear_stale(path, err))
-		return FALSE;
-	unlink(tmp);
-	memcpy(sa.sun_path, tmp, strlen(tmp) + 1);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0) {
-		g_set_error(err, G_FILE_ERROR, g_file_error_from_errno(errno),
-			    "socket: %s", g_strerror(errno));
-		return FALSE;
-	}
-	old = umask(0177);
-	rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
-	umask(old);
-	if (rc < 0 || chmod(tmp, 0600) < 0 || lstat(tmp, &sb) < 0 ||
-	    listen(fd, 16) < 0 || rename(tmp, path) < 0) {
-		g_set_error(err, G_FILE_ERROR, g_file_error_from_errno(errno),
-			    "cannot listen on %s: %s", path, g_strerror(errno));
-		close(fd);
-		unlink(tmp);
-		return FALSE;
-	}
 	srv = server_get(st);
 	srv->fd = fd;
 	srv->path = g_strdup(path);

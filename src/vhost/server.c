@@ -6,6 +6,7 @@
  * socket accepts the next one (QEMU's reconnect relies on this).
  */
 #include "vhost.h"
+#include "util/listen.h"
 
 #include <errno.h>
 #include <glib-unix.h>
@@ -126,70 +127,13 @@ static gboolean on_accept(gint fd, GIOCondition cond, gpointer data)
 	return G_SOURCE_REMOVE;
 }
 
-/* Refuses to take over a socket some other process is serving. */
-static int clear_stale(const char *path, GError **err)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	struct stat st;
-	int s, rc;
-
-	if (lstat(path, &st) < 0)
-		return errno == ENOENT ? 0 : -errno;
-	if (!S_ISSOCK(st.st_mode)) {
-		g_set_error(err, G_FILE_ERROR, G_FILE_ERROR_EXIST,
-			    "%s exists and is not a socket", path);
-		return -EEXIST;
-	}
-	s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (s < 0)
-		return -errno;
-	memcpy(sa.sun_path, path, strlen(path) + 1);
-	rc = connect(s, (struct sockaddr *)&sa, sizeof(sa));
-	close(s);
-	if (rc == 0) {
-		g_set_error(err, G_FILE_ERROR, G_FILE_ERROR_EXIST,
-			    "%s is in use by another process", path);
-		return -EADDRINUSE;
-	}
-	unlink(path);
-	return 0;
-}
-
-/*
- * Binds under a temporary name and renames into place after listen(), so
- * that the path appears only once connections to it can succeed.
- */
+/* The path appears only once connections to it can succeed (listen.h). */
 int viod_server_listen(struct viod_dev *dev, const char *path, GError **err)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	g_autofree char *tmp = g_strdup_printf("%s.%d.tmp", path, (int)getpid());
-	int fd, rc;
+	int fd = viod_unix_listen(path, 0, 4, NULL, err);
 
-	if (strlen(tmp) >= sizeof(sa.sun_path)) {
-		g_set_error(err, G_FILE_ERROR, G_FILE_ERROR_NAMETOOLONG,
-			    "socket path too long: %s", path);
-		return -ENAMETOOLONG;
-	}
-	rc = clear_stale(path, err);
-	if (rc < 0) {
-		if (err && !*err)
-			g_set_error(err, G_FILE_ERROR, g_file_error_from_errno(-rc),
-				    "%s: %s", path, g_strerror(-rc));
-		return rc;
-	}
-	unlink(tmp);
-	memcpy(sa.sun_path, tmp, strlen(tmp) + 1);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-	    listen(fd, 4) < 0 || rename(tmp, path) < 0) {
-		rc = -errno;
-		g_set_error(err, G_FILE_ERROR, g_file_error_from_errno(errno),
-			    "cannot listen on %s: %s", path, g_strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		unlink(tmp);
-		return rc;
-	}
+	if (fd < 0)
+		return fd;
 	dev->listen_fd = fd;
 	dev->socket_path = g_strdup(path);
 	watch_listen(dev);
