@@ -309,6 +309,17 @@ static void read_sizes(const char *id, struct balloon_sizes *s)
 	s->guest_memory = read_u64(id, "guest-memory");
 }
 
+/* A balloon's sizes as the members get and status --json share. */
+static void jset_sizes(JsonBuilder *b, const struct balloon_sizes *s)
+{
+	jset_int(b, "page_size", s->page_size);
+	jset_int(b, "target_pages", s->target);
+	jset_int(b, "target_bytes", s->target * s->page_size);
+	jset_int(b, "actual_pages", s->actual);
+	jset_int(b, "actual_bytes", s->actual * s->page_size);
+	jset_int(b, "guest_memory_bytes", s->guest_memory);
+}
+
 static int cmd_status(void)
 {
 	g_autoptr(GError) err = NULL;
@@ -344,12 +355,7 @@ static int cmd_status(void)
 			ah = human(s.actual * s.page_size);
 			row[3] = g_strdup_printf("%" G_GUINT64_FORMAT " pages (%s)", s.target, th);
 			row[4] = g_strdup_printf("%" G_GUINT64_FORMAT " pages (%s)", s.actual, ah);
-			jset_int(b, "page_size", s.page_size);
-			jset_int(b, "target_pages", s.target);
-			jset_int(b, "target_bytes", s.target * s.page_size);
-			jset_int(b, "actual_pages", s.actual);
-			jset_int(b, "actual_bytes", s.actual * s.page_size);
-			jset_int(b, "guest_memory_bytes", s.guest_memory);
+			jset_sizes(b, &s);
 		} else {
 			row[3] = g_strdup("-");
 			row[4] = g_strdup("-");
@@ -392,12 +398,7 @@ static int cmd_get(const char *id)
 
 		json_builder_begin_object(b);
 		jset_str(b, "id", id);
-		jset_int(b, "page_size", s.page_size);
-		jset_int(b, "target_pages", s.target);
-		jset_int(b, "target_bytes", s.target * s.page_size);
-		jset_int(b, "actual_pages", s.actual);
-		jset_int(b, "actual_bytes", s.actual * s.page_size);
-		jset_int(b, "guest_memory_bytes", s.guest_memory);
+		jset_sizes(b, &s);
 		json_builder_end_object(b);
 		print_json(b);
 		return 0;
