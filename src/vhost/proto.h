@@ -36,6 +36,8 @@ enum viod_vu_request {
 	VU_SET_VRING_ENDIAN = 23,
 	VU_GET_CONFIG = 24,
 	VU_SET_CONFIG = 25,
+	VU_GET_INFLIGHT_FD = 31,
+	VU_SET_INFLIGHT_FD = 32,
 	VU_RESET_DEVICE = 34,
 	VU_VRING_KICK = 35,
 	VU_GET_MAX_MEM_SLOTS = 36,
@@ -114,6 +116,52 @@ struct viod_vu_config {
 } __attribute__((packed));
 
 #define VU_CONFIG_HDR_SIZE 12u
+
+/*
+ * GET/SET_INFLIGHT_FD payload. Not packed in QEMU's definition, so it is
+ * 24 bytes on the wire (4 of tail padding); libvhost-user checks the same.
+ */
+struct viod_vu_inflight {
+	uint64_t mmap_size;
+	uint64_t mmap_offset;
+	uint16_t num_queues;
+	uint16_t queue_size;
+	uint32_t padding;
+} __attribute__((packed));
+
+#define VU_INFLIGHT_SIZE 24u
+
+/*
+ * The inflight region for split rings (vhost-user.rst, "Inflight I/O
+ * tracking"): one QueueRegionSplit per queue, each 64-byte aligned.
+ */
+struct viod_inflight_desc {
+	uint8_t inflight;
+	uint8_t padding[5];
+	uint16_t next;
+	uint64_t counter;
+} __attribute__((packed));
+
+struct viod_inflight_queue {
+	uint64_t features;
+	uint16_t version;
+	uint16_t desc_num;
+	uint16_t last_batch_head;
+	uint16_t used_idx;
+	struct viod_inflight_desc desc[];
+} __attribute__((packed));
+
+#define VU_INFLIGHT_VERSION 1u
+#define VU_INFLIGHT_ALIGN 64u
+
+/* Bytes of one queue's region for a queue of queue_size entries. */
+static inline uint64_t viod_inflight_queue_size(uint16_t queue_size)
+{
+	uint64_t raw = sizeof(struct viod_inflight_queue) +
+		       (uint64_t)queue_size * sizeof(struct viod_inflight_desc);
+
+	return (raw + VU_INFLIGHT_ALIGN - 1) & ~(uint64_t)(VU_INFLIGHT_ALIGN - 1);
+}
 #define VU_SET_CONFIG_FRONTEND 0u
 #define VU_SET_CONFIG_MIGRATION 1u
 
@@ -134,6 +182,7 @@ struct viod_vu_msg {
 		struct viod_vu_mem_table mem;
 		struct viod_vu_mem_reg memreg;
 		struct viod_vu_config config;
+		struct viod_vu_inflight inflight;
 		uint8_t raw[VU_HDR_SIZE + sizeof(struct viod_vu_config)];
 	} u;
 } __attribute__((packed));
