@@ -7,6 +7,7 @@
 #include "store/store.h"
 #include "vhost/vhost.h"
 
+/* Counters the workers move are published at most this often. */
 #define PUBLISH_MS 50
 
 struct control {
@@ -22,12 +23,31 @@ static char *prefix_of(const struct viod_dev *dev)
 	return g_strdup_printf("/devices/%s", dev->id);
 }
 
+/* Per-queue counters of the queues the device serves. */
+static void publish_queues(struct viod_dev *dev, const char *p)
+{
+	for (unsigned int q = 0; q < dev->num_queues; q++) {
+		struct viod_vring *vr = dev->vrings[q];
+		g_autofree char *qp = g_strdup_printf("%s/queues/%u", p, q);
+
+		if (!vr)
+			continue;
+		viod_store_setf_under(ctl.st, qp, "requests", "%" G_GUINT64_FORMAT,
+				      (guint64)atomic_load_explicit(&vr->requests, memory_order_relaxed));
+		viod_store_setf_under(ctl.st, qp, "bytes", "%" G_GUINT64_FORMAT,
+				      (guint64)atomic_load_explicit(&vr->bytes, memory_order_relaxed));
+		viod_store_setf_under(ctl.st, qp, "errors", "%" G_GUINT64_FORMAT,
+				      (guint64)atomic_load_explicit(&vr->errors, memory_order_relaxed));
+	}
+}
+
 /*
- * Refreshes a device's keys: every PUBLISH_MS for the counters the worker
- * moves, and as the device's state-change hook (viod_dev_state_changed),
- * which the core calls after a front-end's message that changed state has
- * been answered, so the front-end never waits for the store and watchers
- * see each value a guest writes.
+ * Refreshes a device's keys: as the device's state-change hook
+ * (viod_dev_state_changed), which the core calls after a front-end's
+ * message that changed state has been answered, so the front-end never
+ * waits for the store and watchers see each value a guest writes; and
+ * after the workers' counters changed, coalesced to one refresh per
+ * PUBLISH_MS. Nothing runs while no device changes.
  */
 static void publish(struct viod_dev *dev)
 {
@@ -38,17 +58,27 @@ static void publish(struct viod_dev *dev)
 	viod_store_setf_under(ctl.st, p, "features", "0x%016" G_GINT64_MODIFIER "x",
 			      dev->features_acked);
 	viod_store_setf_under(ctl.st, p, "status", "0x%02x",
-			      dev->status | (dev->needs_reset ? 0x40 : 0));
+			      dev->status | (atomic_load(&dev->needs_reset) ? 0x40 : 0));
 	viod_store_setf_under(ctl.st, p, "connections", "%" G_GUINT64_FORMAT, dev->connections);
+	viod_store_setf_under(ctl.st, p, "protocol-errors", "%" G_GUINT64_FORMAT,
+			      dev->protocol_errors);
+	publish_queues(dev, p);
 	if (dev->ops->store_publish)
 		dev->ops->store_publish(dev, ctl.st, p);
 }
 
 static gboolean publish_all(gpointer data)
 {
+	ctl.timer = 0;
 	for (guint i = 0; i < ctl.devs->len; i++)
 		publish(ctl.devs->pdata[i]);
-	return G_SOURCE_CONTINUE;
+	return G_SOURCE_REMOVE;
+}
+
+static void counters_changed(struct viod_dev *dev)
+{
+	if (!ctl.timer)
+		ctl.timer = g_timeout_add(PUBLISH_MS, publish_all, NULL);
 }
 
 char *viod_control_default_path(void)
@@ -95,9 +125,12 @@ struct viod_store *viod_control_start(GPtrArray *devs, const char *path,
 		}
 		g_warning("control store disabled: %s (use --control PATH)", lerr->message);
 	}
-	for (guint i = 0; i < devs->len; i++)
-		((struct viod_dev *)devs->pdata[i])->on_state_changed = publish;
-	ctl.timer = g_timeout_add(PUBLISH_MS, publish_all, NULL);
+	for (guint i = 0; i < devs->len; i++) {
+		struct viod_dev *dev = devs->pdata[i];
+
+		dev->on_state_changed = publish;
+		dev->on_counters_changed = counters_changed;
+	}
 	return ctl.st;
 }
 
@@ -112,6 +145,7 @@ void viod_control_stop(struct viod_store *st)
 		struct viod_dev *dev = ctl.devs->pdata[i];
 
 		dev->on_state_changed = NULL;
+		dev->on_counters_changed = NULL;
 	}
 	viod_store_free(st);
 	ctl.st = NULL;

@@ -7,8 +7,9 @@ struct viod_store;
 
 /*
  * The daemon's control store: publishes every device's keys under
- * /devices/ID (type, socket, state, features, status, connections, and the
- * device's own), refreshes them every 50 ms, and serves the store on path.
+ * /devices/ID (type, socket, state, features, status, connections,
+ * per-queue counters, and the device's own), refreshes them when they
+ * change (counters at most every 50 ms), and serves the store on path.
  * With explicit == FALSE (the default path), a socket already served by
  * another viod only disables the store, with a warning.
  */

@@ -1,7 +1,8 @@
 /*
  * viod: serves virtio devices to vhost-user front-ends. The control plane
- * (sockets, messages, signals) runs on this thread's GLib main loop; each
- * device's data path runs on its own worker thread.
+ * (sockets, messages, signals, the control store) runs on this thread's
+ * GLib main loop; each device's data path runs on its own worker threads
+ * (src/vhost/vhost.h says who owns what).
  */
 #include <errno.h>
 #include <glib-unix.h>
@@ -71,6 +72,9 @@ int main(int argc, char **argv)
 	setlocale(LC_ALL, "");
 	ctx = g_option_context_new("- virtio devices over vhost-user");
 	g_option_context_set_summary(ctx,
+		"Options of every device: poll-us=N (adaptive polling bound),\n"
+		"  workers=N (data-path threads, default 1), mem-max=SIZE (cap on the\n"
+		"  guest memory a front-end may map; default the host's RAM)\n"
 		"Device types:\n"
 		"  balloon  options: must-tell-host, stats, deflate-on-oom, reporting\n"
 		"           (on|off, all on by default), stats-interval=SECONDS (5),\n"
@@ -116,7 +120,7 @@ int main(int argc, char **argv)
 	for (guint i = 0; i < devs->len; i++) {
 		struct viod_dev *dev = devs->pdata[i];
 		g_autofree char *path = g_strdup(dev->socket_path);
-		int rc = viod_worker_start(dev);
+		int rc = viod_workers_start(dev);
 
 		g_clear_pointer(&dev->socket_path, g_free);
 		if (rc < 0) {
@@ -152,7 +156,7 @@ out:
 		struct viod_dev *dev = devs->pdata[i];
 
 		viod_server_close(dev);
-		viod_worker_stop(dev);
+		viod_workers_stop(dev);
 		if (dev->ops->fini)
 			dev->ops->fini(dev);
 		viod_dev_free(dev);

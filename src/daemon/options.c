@@ -6,13 +6,49 @@
 
 #include "vhost/vhost.h"
 
+/* Options every device takes; the rest are the device type's. */
+static bool is_core_option(const char *key)
+{
+	static const char *const core[] = { "id", "socket", "poll-us", "workers", "mem-max" };
+
+	for (size_t i = 0; i < G_N_ELEMENTS(core); i++)
+		if (!strcmp(key, core[i]))
+			return true;
+	return false;
+}
+
+/* A byte count with an optional K, M, G or T suffix (powers of 1024). */
+static gboolean parse_size(const char *s, guint64 *out, GError **err)
+{
+	g_autofree char *num = g_strdup(s);
+	size_t len = strlen(num);
+	unsigned int shift = 0;
+	guint64 v;
+
+	if (len > 1) {
+		switch (g_ascii_toupper(num[len - 1])) {
+		case 'K': shift = 10; break;
+		case 'M': shift = 20; break;
+		case 'G': shift = 30; break;
+		case 'T': shift = 40; break;
+		default: break;
+		}
+		if (shift)
+			num[len - 1] = '\0';
+	}
+	if (!g_ascii_string_to_unsigned(num, 10, 1, G_MAXUINT64 >> shift, &v, err))
+		return FALSE;
+	*out = v << shift;
+	return TRUE;
+}
+
 struct viod_dev *viod_device_from_spec(const char *spec, GError **err)
 {
 	g_auto(GStrv) parts = g_strsplit(spec, ",", -1);
 	const struct viod_device_ops *ops;
 	struct viod_dev *dev;
 	const char *id = NULL, *socket = NULL;
-	guint64 poll_us = G_MAXUINT64;
+	guint64 poll_us = G_MAXUINT64, workers = 1, mem_max = 0;
 
 	if (!parts[0] || !*parts[0]) {
 		g_set_error(err, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
@@ -21,8 +57,10 @@ struct viod_dev *viod_device_from_spec(const char *spec, GError **err)
 	}
 	ops = viod_device_lookup(parts[0]);
 	if (!ops) {
+		g_autofree char *known = viod_device_type_list();
+
 		g_set_error(err, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
-			    "unknown device type '%s' (known: balloon, rng)", parts[0]);
+			    "unknown device type '%s' (known: %s)", parts[0], known);
 		return NULL;
 	}
 	/* First pass: common keys and duplicates. */
@@ -49,6 +87,11 @@ struct viod_dev *viod_device_from_spec(const char *spec, GError **err)
 		else if (strcmp(parts[i], "poll-us") == 0 &&
 			 !g_ascii_string_to_unsigned(eq + 1, 10, 0, 10000, &poll_us, err))
 			return NULL;
+		else if (strcmp(parts[i], "workers") == 0 &&
+			 !g_ascii_string_to_unsigned(eq + 1, 10, 1, VIOD_MAX_WORKERS, &workers, err))
+			return NULL;
+		else if (strcmp(parts[i], "mem-max") == 0 && !parse_size(eq + 1, &mem_max, err))
+			return NULL;
 	}
 	if (!id || !socket) {
 		g_set_error(err, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
@@ -65,11 +108,14 @@ struct viod_dev *viod_device_from_spec(const char *spec, GError **err)
 	dev->socket_path = g_strdup(socket);
 	if (poll_us != G_MAXUINT64)
 		dev->poll_max_ns = (uint32_t)(poll_us * 1000);
+	dev->nworkers = (unsigned int)workers;
+	if (mem_max)
+		dev->mem_max = mem_max;
 	for (guint i = 1; parts[i]; i++) {
 		const char *key = parts[i], *value = key + strlen(key) + 1;
 		int rc;
 
-		if (!strcmp(key, "id") || !strcmp(key, "socket") || !strcmp(key, "poll-us"))
+		if (is_core_option(key))
 			continue;
 		rc = ops->set_option ? ops->set_option(dev, key, value, err) : -ENOENT;
 		if (rc == -ENOENT) {

@@ -22,9 +22,13 @@
  *   returned; the guest refills and re-posts it (5.5.6.3). Unknown tags are
  *   ignored; the latest value of each known tag is kept.
  *
- * Threads: config access, target and store hooks run on the control
- * thread; queue handlers and mem_changed run with dp_lock held. Values the
- * control thread reads from the worker side are atomics.
+ * Bounded work: a handler call moves at most PFN_BUDGET PFNs and reports
+ * at most REPORT_BUDGET bytes; a larger buffer is resumed where it stopped
+ * (req->done) on the next call.
+ *
+ * Threads: config access, target, the stats timer and store hooks run on
+ * the control thread; queue handlers, dp_reset and mem_changed on the
+ * device's worker. Values one side reads from the other are atomics.
  */
 #include "devices/balloon.h"
 #include "vhost/device.h"
@@ -45,6 +49,8 @@
 #define BALLOON_QUEUES 4u      /* inflate, deflate, stats, reporting */
 #define PFN_CHUNK 256u         /* PFNs copied out of guest memory at once */
 #define PFN_EARLY_MAX 4096u    /* PFNs of an inflate buffer acked before release */
+#define PFN_BUDGET 16384u      /* PFNs per handler call (64 MiB of pages) */
+#define REPORT_BUDGET (64ull << 20) /* reported bytes released per call */
 #define CHAINS_PER_CALL 32u
 #define STAT_BYTES 10u         /* packed { le16 tag; le64 val } */
 
@@ -81,13 +87,14 @@ struct balloon {
 	uint32_t num_pages;
 	uint32_t actual;
 	guint stats_timer;
+	bool stats_negotiated;
 	struct viod_dev *dev;
 
-	/* Worker (dp_lock). */
+	/* Worker. */
 	struct bmap maps[VIOD_MEM_MAX_REGIONS];
 	unsigned int nmaps;
-	bool stats_held;
-	uint16_t stats_head;
+	struct viod_req *cur[BALLOON_QUEUES]; /* partly served buffer */
+	struct viod_req *stats_req;           /* the guest's stats buffer, held */
 	uint32_t pfns[PFN_EARLY_MAX];
 
 	/* Worker to control thread. */
@@ -122,11 +129,8 @@ static enum qrole queue_role(uint64_t f, unsigned int q)
 static void guest_error(struct viod_dev *dev, struct balloon *b, const char *what,
 			uint64_t pfn)
 {
-	static struct viod_ratelimit rl;
-
 	atomic_fetch_add_explicit(&b->errors, 1, memory_order_relaxed);
-	if (viod_ratelimit_ok(&rl))
-		g_warning("%s: balloon: %s (pfn 0x%" PRIx64 ")", viod_dev_id(dev), what, pfn);
+	viod_dev_warn(dev, "balloon: %s (pfn 0x%" PRIx64 ")", what, pfn);
 }
 
 static bool bit_test(const uint64_t *bits, uint64_t i)
@@ -168,11 +172,8 @@ static void discard(struct viod_dev *dev, struct balloon *b, unsigned int r,
 	int64_t freed = viod_dev_mem_discard(dev, r, gpa, len);
 
 	if (freed < 0) {
-		static struct viod_ratelimit rl;
-
-		if (viod_ratelimit_ok(&rl))
-			g_warning("%s: balloon: releasing %" PRIu64 " bytes: %s",
-				  viod_dev_id(dev), len, g_strerror((int)-freed));
+		viod_dev_warn(dev, "balloon: releasing %" PRIu64 " bytes: %s", len,
+			      g_strerror((int)-freed));
 		return;
 	}
 	atomic_fetch_add_explicit(&b->host_freed, (uint64_t)freed, memory_order_relaxed);
@@ -288,85 +289,125 @@ static void apply_pfns(struct viod_dev *dev, struct balloon *b, uint32_t *pfns,
  * steps. The pages are tracked (and counted in `inflated`) before the
  * ack, so the store never shows the guest's new `actual` ahead of them.
  * Without MUST_TELL_HOST a guest may reuse pages before telling us, so
- * the release comes first.
+ * the release comes first. A buffer larger than the budget is worked
+ * through in PFN_CHUNK pieces across calls.
  */
-static unsigned int pfn_queue(struct viod_dev *dev, struct balloon *b,
-			      unsigned int q, bool inflate)
+static enum viod_serve pfn_queue(struct viod_dev *dev, struct balloon *b,
+				 struct viod_queue *q, bool inflate)
 {
-	struct viod_vq *vq = viod_dev_vq(dev, q);
-	struct viod_vq_elem *e = viod_dev_elem(dev);
-	bool early = inflate && viod_has_feature(viod_dev_features(dev),
+	unsigned int qi = viod_queue_index(q), budget = PFN_BUDGET, chains = 0;
+	bool early = inflate && viod_has_feature(viod_dev_dp_features(dev),
 						 VIRTIO_BALLOON_F_MUST_TELL_HOST);
-	unsigned int done = 0, acked = 0;
+	bool progress = false;
 
-	while (done < CHAINS_PER_CALL && viod_vq_pop(vq, e) > 0) {
+	while (budget > 0 && chains < CHAINS_PER_CALL) {
+		struct viod_req *r = b->cur[qi];
 		/* 5.5.6: whole PFNs only; a trailing partial one is ignored. */
-		uint64_t total = e->out_len / 4;
+		uint64_t total;
 
-		if (early && total <= PFN_EARLY_MAX) {
+		if (!r && !(r = viod_queue_pop(q)))
+			break;
+		total = r->out_len / 4;
+		progress = true;
+		if (early && r->done == 0 && total <= PFN_EARLY_MAX && total <= budget) {
 			unsigned int valid;
 
-			viod_iov_to_buf(e->iov, e->out_num, 0, b->pfns, total * 4);
+			viod_iov_to_buf(r->iov, r->out_num, 0, b->pfns, total * 4);
 			valid = track_pfns(dev, b, b->pfns, (unsigned int)total, true);
-			viod_vq_push(vq, e->head, 0);
-			viod_dev_notify(dev, q);
+			viod_queue_complete(q, r, 0);
+			viod_queue_flush(q);
 			/* The front-end thread our call just woke (QEMU's main
 			 * loop, which injects the interrupt) may share this CPU:
 			 * let it go first, the punching can wait. */
 			sched_yield();
 			release_tracked(dev, b, b->pfns, valid);
-			done++;
-			acked++;
+			budget -= (unsigned int)total;
+			chains++;
 			continue;
 		}
-		for (uint64_t off = 0; off < total; off += PFN_CHUNK) {
-			unsigned int n = (unsigned int)MIN((uint64_t)PFN_CHUNK, total - off);
+		while (r->done < total && budget > 0) {
+			unsigned int n = (unsigned int)MIN((uint64_t)MIN(PFN_CHUNK, budget),
+							   total - r->done);
 
-			viod_iov_to_buf(e->iov, e->out_num, off * 4, b->pfns, n * 4u);
+			viod_iov_to_buf(r->iov, r->out_num, r->done * 4, b->pfns, n * 4u);
 			apply_pfns(dev, b, b->pfns, n, inflate);
+			r->done += n;
+			budget -= n;
 		}
-		viod_vq_push(vq, e->head, 0);
-		done++;
+		if (r->done < total) {
+			b->cur[qi] = r;
+			break;
+		}
+		b->cur[qi] = NULL;
+		viod_queue_complete(q, r, 0);
+		chains++;
 	}
-	if (done > acked)
-		viod_dev_notify(dev, q);
-	return done;
+	if (progress)
+		viod_dev_counters_changed(dev);
+	return progress ? VIOD_SERVE_PROGRESS : VIOD_SERVE_IDLE;
 }
 
-/* Page reporting: each buffer is a free range to release, not tracked. */
-static unsigned int report_queue(struct viod_dev *dev, struct balloon *b, unsigned int q)
+/*
+ * Page reporting: each buffer lists free ranges to release, not tracked
+ * (5.5.6.6). Only whole backing pages inside one region can go back;
+ * r->done counts the bytes of the buffer already handled.
+ */
+static enum viod_serve report_queue(struct viod_dev *dev, struct balloon *b,
+				    struct viod_queue *q)
 {
-	struct viod_vq *vq = viod_dev_vq(dev, q);
-	struct viod_vq_elem *e = viod_dev_elem(dev);
 	const struct viod_mem *mem = viod_dev_mem(dev);
-	unsigned int done = 0;
+	unsigned int qi = viod_queue_index(q), chains = 0;
+	uint64_t budget = REPORT_BUDGET;
+	bool progress = false;
 
-	while (done < CHAINS_PER_CALL && viod_vq_pop(vq, e) > 0) {
-		for (unsigned int i = 0; i < e->out_num + e->in_num; i++) {
-			uint64_t gpa, start, end, unit;
-			int r = viod_mem_host_to_gpa(mem, e->iov[i].iov_base, &gpa);
+	while (budget > 0 && chains < CHAINS_PER_CALL) {
+		struct viod_req *r = b->cur[qi];
+		uint64_t skip;
 
-			if (r < 0)
+		if (!r && !(r = viod_queue_pop(q)))
+			break;
+		progress = true;
+		skip = r->done;
+		for (unsigned int i = 0; i < r->out_num + r->in_num && budget > 0; i++) {
+			uint64_t len = r->iov[i].iov_len, gpa, start, end, unit, off;
+			int reg;
+
+			if (skip >= len) {
+				skip -= len;
 				continue;
-			unit = viod_dev_mem_page_size(dev, (unsigned int)r);
-			/* Only whole backing pages can go back to the host. */
-			start = (gpa - mem->regions[r].gpa + unit - 1) / unit * unit;
-			end = (gpa - mem->regions[r].gpa + e->iov[i].iov_len) / unit * unit;
+			}
+			off = skip;
+			skip = 0;
+			if (len - off > budget)
+				len = off + budget;
+			budget -= len - off;
+			r->done += len - off;
+			reg = viod_mem_host_to_gpa(mem, (uint8_t *)r->iov[i].iov_base + off, &gpa);
+			if (reg < 0)
+				continue;
+			unit = viod_dev_mem_page_size(dev, (unsigned int)reg);
+			start = (gpa - mem->regions[reg].gpa + unit - 1) / unit * unit;
+			end = (gpa - mem->regions[reg].gpa + (len - off)) / unit * unit;
 			if (end > start)
-				discard(dev, b, (unsigned int)r, mem->regions[r].gpa + start,
+				discard(dev, b, (unsigned int)reg, mem->regions[reg].gpa + start,
 					end - start, true);
 		}
-		viod_vq_push(vq, e->head, 0);
-		done++;
+		if (r->done < r->out_len + r->in_len) {
+			b->cur[qi] = r;
+			break;
+		}
+		b->cur[qi] = NULL;
+		viod_queue_complete(q, r, 0);
+		chains++;
 	}
-	if (done)
-		viod_dev_notify(dev, q);
-	return done;
+	if (progress)
+		viod_dev_counters_changed(dev);
+	return progress ? VIOD_SERVE_PROGRESS : VIOD_SERVE_IDLE;
 }
 
-static void stats_parse(struct balloon *b, const struct viod_vq_elem *e)
+static void stats_parse(struct viod_dev *dev, struct balloon *b, const struct viod_req *r)
 {
-	uint64_t n = e->out_len / STAT_BYTES, seen = 0;
+	uint64_t n = r->out_len / STAT_BYTES, seen = 0;
 
 	/* Bound the walk: a guest may post a huge buffer. */
 	if (n > 4096)
@@ -376,7 +417,7 @@ static void stats_parse(struct balloon *b, const struct viod_vq_elem *e)
 		uint16_t tag;
 		uint64_t val;
 
-		viod_iov_to_buf(e->iov, e->out_num, i * STAT_BYTES, raw, sizeof(raw));
+		viod_iov_to_buf(r->iov, r->out_num, i * STAT_BYTES, raw, sizeof(raw));
 		memcpy(&tag, raw, 2);
 		memcpy(&val, raw + 2, 8);
 		tag = le16toh(tag);
@@ -388,53 +429,51 @@ static void stats_parse(struct balloon *b, const struct viod_vq_elem *e)
 	atomic_fetch_or_explicit(&b->stats_seen, seen, memory_order_relaxed);
 	atomic_store_explicit(&b->stats_updated, g_get_monotonic_time(), memory_order_relaxed);
 	atomic_fetch_add_explicit(&b->stats_updates, 1, memory_order_release);
+	viod_dev_counters_changed(dev);
 }
 
-/* Holds the guest's stats buffer; returns it when new values are wanted. */
-static unsigned int stats_queue(struct viod_dev *dev, struct balloon *b, unsigned int q)
+/*
+ * Holds the guest's stats buffer and returns it when new values are
+ * wanted (5.5.6.3). While it holds one, the queue is BLOCKED: a second
+ * buffer a guest posts waits, and costs nothing, until the next request.
+ */
+static enum viod_serve stats_queue(struct viod_dev *dev, struct balloon *b,
+				   struct viod_queue *q)
 {
-	struct viod_vq *vq = viod_dev_vq(dev, q);
-	struct viod_vq_elem *e = viod_dev_elem(dev);
+	if (!b->stats_req) {
+		struct viod_req *r = viod_queue_pop(q);
 
-	if (!b->stats_held) {
-		if (viod_vq_pop(vq, e) <= 0)
-			return 0;
-		stats_parse(b, e);
-		b->stats_held = true;
-		b->stats_head = e->head;
-		return 1;
+		if (!r)
+			return VIOD_SERVE_IDLE;
+		stats_parse(dev, b, r);
+		b->stats_req = r;
+		return VIOD_SERVE_PROGRESS;
 	}
 	if (!atomic_exchange(&b->stats_request, false))
-		return 0;
-	viod_vq_push(vq, b->stats_head, 0);
-	b->stats_held = false;
-	viod_dev_notify(dev, q);
-	return 1;
+		return VIOD_SERVE_BLOCKED;
+	viod_queue_complete(q, b->stats_req, 0);
+	b->stats_req = NULL;
+	return VIOD_SERVE_PROGRESS;
 }
 
 /* Chains on a queue with no role are returned unread (no busy loop). */
-static unsigned int drop_queue(struct viod_dev *dev, unsigned int q)
+static enum viod_serve drop_queue(struct viod_queue *q)
 {
-	struct viod_vq *vq = viod_dev_vq(dev, q);
-	struct viod_vq_elem *e = viod_dev_elem(dev);
 	unsigned int done = 0;
+	struct viod_req *r;
 
-	while (done < CHAINS_PER_CALL && viod_vq_pop(vq, e) > 0) {
-		viod_vq_push(vq, e->head, 0);
+	while (done < CHAINS_PER_CALL && (r = viod_queue_pop(q))) {
+		viod_queue_complete(q, r, 0);
 		done++;
 	}
-	if (done)
-		viod_dev_notify(dev, q);
-	return done;
+	return done ? VIOD_SERVE_PROGRESS : VIOD_SERVE_IDLE;
 }
 
-static unsigned int balloon_queue(struct viod_dev *dev, unsigned int q)
+static enum viod_serve balloon_queue(struct viod_dev *dev, struct viod_queue *q)
 {
 	struct balloon *b = viod_dev_priv(dev);
 
-	if (!viod_dev_vq(dev, q))
-		return 0;
-	switch (queue_role(viod_dev_features(dev), q)) {
+	switch (queue_role(viod_dev_dp_features(dev), viod_queue_index(q))) {
 	case Q_INFLATE:
 		return pfn_queue(dev, b, q, true);
 	case Q_DEFLATE:
@@ -446,7 +485,40 @@ static unsigned int balloon_queue(struct viod_dev *dev, unsigned int q)
 	case Q_NONE:
 		break;
 	}
-	return drop_queue(dev, q);
+	return drop_queue(q);
+}
+
+/*
+ * The queue stops or memory changes: a partly moved PFN buffer is finished
+ * (pages must not be half in the balloon), a partly reported one and the
+ * stats buffer are returned.
+ */
+static void balloon_queue_release(struct viod_dev *dev, struct viod_queue *q)
+{
+	struct balloon *b = viod_dev_priv(dev);
+	unsigned int qi = viod_queue_index(q);
+	enum qrole role = queue_role(viod_dev_dp_features(dev), qi);
+	struct viod_req *r = qi < BALLOON_QUEUES ? b->cur[qi] : NULL;
+
+	if (r && (role == Q_INFLATE || role == Q_DEFLATE)) {
+		uint64_t total = r->out_len / 4;
+
+		while (r->done < total) {
+			unsigned int n = (unsigned int)MIN((uint64_t)PFN_CHUNK, total - r->done);
+
+			viod_iov_to_buf(r->iov, r->out_num, r->done * 4, b->pfns, n * 4u);
+			apply_pfns(dev, b, b->pfns, n, role == Q_INFLATE);
+			r->done += n;
+		}
+	}
+	if (r) {
+		viod_queue_complete(q, r, 0);
+		b->cur[qi] = NULL;
+	}
+	if (role == Q_STATS && b->stats_req) {
+		viod_queue_complete(q, b->stats_req, 0);
+		b->stats_req = NULL;
+	}
 }
 
 static void maps_free(struct balloon *b)
@@ -490,14 +562,40 @@ static void balloon_mem_changed(struct viod_dev *dev)
 	atomic_store(&b->inflated, kept);
 }
 
+static void stats_timer_set(struct viod_dev *dev, unsigned int seconds);
+
+/* Control side: config space back to zero, no stats requests. */
 static void balloon_reset(struct viod_dev *dev)
 {
 	struct balloon *b = viod_dev_priv(dev);
 
-	maps_free(b);
-	b->stats_held = false;
 	b->actual = 0;
+	b->stats_negotiated = false;
+	stats_timer_set(dev, b->stats_interval);
 	atomic_store(&b->stats_request, false);
+}
+
+/* Data path: the balloon is empty again, nothing is held. */
+static void balloon_dp_reset(struct viod_dev *dev)
+{
+	struct balloon *b = viod_dev_priv(dev);
+
+	memset(b->cur, 0, sizeof(b->cur));
+	b->stats_req = NULL;
+	for (unsigned int i = 0; i < b->nmaps; i++)
+		if (b->maps[i].bits)
+			memset(b->maps[i].bits, 0, ((b->maps[i].size / BALLOON_PAGE + 63) / 64 + 1) * 8);
+	atomic_store(&b->inflated, 0);
+}
+
+/* Statistics are asked for only while a driver that negotiated them is
+ * there: an idle device runs no timer. */
+static void balloon_features_changed(struct viod_dev *dev, uint64_t features)
+{
+	struct balloon *b = viod_dev_priv(dev);
+
+	b->stats_negotiated = viod_has_feature(features, VIRTIO_BALLOON_F_STATS_VQ);
+	stats_timer_set(dev, b->stats_interval);
 }
 
 static void balloon_config_read(struct viod_dev *dev, uint32_t off, void *buf, uint32_t len)
@@ -535,16 +633,20 @@ static int balloon_config_write(struct viod_dev *dev, uint32_t off, const void *
 	return 0;
 }
 
+/* The stats queue's index: it follows inflate and deflate (5.5.2). */
+#define STATS_QUEUE 2u
+
 static gboolean stats_tick(gpointer data)
 {
 	struct viod_dev *dev = data;
 	struct balloon *b = viod_dev_priv(dev);
 
 	atomic_store(&b->stats_request, true);
-	viod_dev_wake(dev);
+	viod_dev_queue_wake(dev, STATS_QUEUE);
 	return G_SOURCE_CONTINUE;
 }
 
+/* Sets the interval; the timer runs only while statistics are negotiated. */
 static void stats_timer_set(struct viod_dev *dev, unsigned int seconds)
 {
 	struct balloon *b = viod_dev_priv(dev);
@@ -553,7 +655,7 @@ static void stats_timer_set(struct viod_dev *dev, unsigned int seconds)
 		g_source_remove(b->stats_timer);
 	b->stats_timer = 0;
 	b->stats_interval = seconds;
-	if (seconds)
+	if (seconds && b->stats_negotiated)
 		b->stats_timer = g_timeout_add_seconds(seconds, stats_tick, dev);
 }
 
@@ -641,7 +743,8 @@ static int balloon_init(struct viod_dev *dev, GError **err)
 	b->dev = dev;
 	b->num_pages = b->initial_target;
 	viod_dev_offer_features(dev, BALLOON_OFFERED & ~b->switched_off);
-	stats_timer_set(dev, b->stats_interval_set ? b->stats_interval : STATS_INTERVAL_DEFAULT);
+	if (!b->stats_interval_set)
+		b->stats_interval = STATS_INTERVAL_DEFAULT;
 	return 0;
 }
 
@@ -774,7 +877,7 @@ static void balloon_store_attach(struct viod_dev *dev, struct viod_store *st,
 	viod_store_set_writable(st, mtarget, write_memory_target, dev);
 }
 
-const struct viod_device_ops viod_balloon_ops = {
+static const struct viod_device_ops balloon_ops = {
 	.type = "balloon",
 	.virtio_id = VIRTIO_ID_BALLOON,
 	.features = BALLOON_OFFERED,
@@ -791,10 +894,14 @@ const struct viod_device_ops viod_balloon_ops = {
 	.init = balloon_init,
 	.fini = balloon_fini,
 	.queue_handler = balloon_queue,
+	.queue_release = balloon_queue_release,
 	.config_read = balloon_config_read,
 	.config_write = balloon_config_write,
+	.features_changed = balloon_features_changed,
 	.reset = balloon_reset,
+	.dp_reset = balloon_dp_reset,
 	.mem_changed = balloon_mem_changed,
 	.store_attach = balloon_store_attach,
 	.store_publish = balloon_store_publish,
 };
+VIOD_DEVICE_REGISTER(balloon_ops)

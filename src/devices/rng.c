@@ -15,11 +15,14 @@
 #include <sys/random.h>
 
 struct rng {
+	/* Options (fixed once serving). */
 	uint64_t max_bytes;     /* per period; 0 = unlimited */
 	uint64_t period_ns;
+	/* Worker. */
 	uint64_t period_start;
 	uint64_t budget;        /* bytes left in this period */
 	uint64_t bytes_served;
+	struct viod_req *cur;   /* worker: the request being filled */
 };
 
 /* Fills buf from getrandom(); returns bytes written (short only on error). */
@@ -51,48 +54,84 @@ static uint64_t rng_refill(struct rng *r, uint64_t now)
 	return r->budget;
 }
 
-/* Chains completed per call, so the worker can look at other rings. */
-#define RNG_BATCH 64u
+/*
+ * Bytes written per handler call: a guest posting huge chains gets them
+ * filled across calls (the request is resumed at req->done), so its
+ * device's own control messages wait at most one budget for the data path.
+ */
+#define RNG_BUDGET (256u << 10)
+#define RNG_CHAINS 64u
 
-static unsigned int rng_queue(struct viod_dev *dev, unsigned int qidx)
+/* Writes up to budget more bytes into r's writable buffers from r->done;
+ * returns how many. */
+static size_t rng_fill(struct viod_req *r, size_t budget)
+{
+	size_t written = 0, skip = r->done;
+
+	for (unsigned int i = r->out_num; i < r->out_num + r->in_num && written < budget; i++) {
+		size_t len = r->iov[i].iov_len, want, got;
+
+		if (skip >= len) {
+			skip -= len;
+			continue;
+		}
+		want = len - skip;
+		if (want > budget - written)
+			want = budget - written;
+		got = fill_random((uint8_t *)r->iov[i].iov_base + skip, want);
+		written += got;
+		skip = 0;
+		if (got < want)
+			break;
+	}
+	r->done += written;
+	return written;
+}
+
+static enum viod_serve rng_queue(struct viod_dev *dev, struct viod_queue *q)
 {
 	struct rng *r = viod_dev_priv(dev);
-	struct viod_vq *vq = viod_dev_vq(dev, qidx);
-	struct viod_vq_elem *e = viod_dev_elem(dev);
-	unsigned int done = 0;
+	size_t budget = RNG_BUDGET;
+	unsigned int chains = 0;
+	bool progress = false;
 
-	if (!vq)
-		return 0;
-	while (done < RNG_BATCH) {
-		uint64_t budget = rng_refill(r, viod_now_ns());
-		size_t written = 0;
+	while (budget > 0 && chains < RNG_CHAINS) {
+		uint64_t allowed = rng_refill(r, viod_now_ns());
+		size_t chunk, written;
 
-		if (budget == 0) {
-			viod_dev_throttle(dev, r->period_start + r->period_ns);
-			break;
+		if (allowed == 0) {
+			viod_queue_throttle(q, r->period_start + r->period_ns);
+			return progress ? VIOD_SERVE_PROGRESS : VIOD_SERVE_BLOCKED;
 		}
-		if (viod_vq_pop(vq, e) <= 0)
+		if (!r->cur && !(r->cur = viod_queue_pop(q)))
 			break;
-		for (unsigned int i = e->out_num; i < e->out_num + e->in_num; i++) {
-			size_t want = e->iov[i].iov_len;
-			size_t got;
-
-			if (want > budget - written)
-				want = (size_t)(budget - written);
-			got = fill_random(e->iov[i].iov_base, want);
-			written += got;
-			if (got < e->iov[i].iov_len)
-				break;
-		}
+		chunk = allowed < budget ? (size_t)allowed : budget;
+		written = rng_fill(r->cur, chunk);
 		if (r->max_bytes)
 			r->budget -= written;
 		r->bytes_served += written;
-		viod_vq_push(vq, e->head, (uint32_t)written);
-		done++;
+		budget -= written < budget ? written : budget;
+		progress = true;
+		/* Done when the writable part is full, or getrandom() failed. */
+		if (r->cur->done >= r->cur->in_len || written < chunk) {
+			viod_queue_complete(q, r->cur, (uint32_t)MIN(r->cur->done, UINT32_MAX));
+			r->cur = NULL;
+			chains++;
+		}
 	}
-	if (done)
-		viod_dev_notify(dev, qidx);
-	return done;
+	return progress ? VIOD_SERVE_PROGRESS : VIOD_SERVE_IDLE;
+}
+
+/* The queue stops or memory changes: what was written so far is what the
+ * guest gets (the used length says so). */
+static void rng_release(struct viod_dev *dev, struct viod_queue *q)
+{
+	struct rng *r = viod_dev_priv(dev);
+
+	if (r->cur) {
+		viod_queue_complete(q, r->cur, (uint32_t)MIN(r->cur->done, UINT32_MAX));
+		r->cur = NULL;
+	}
 }
 
 static int rng_set_option(struct viod_dev *dev, const char *key, const char *value,
@@ -126,15 +165,16 @@ static int rng_init(struct viod_dev *dev, GError **err)
 	return 0;
 }
 
-static void rng_reset(struct viod_dev *dev)
+static void rng_dp_reset(struct viod_dev *dev)
 {
 	struct rng *r = viod_dev_priv(dev);
 
 	r->period_start = 0;
 	r->budget = 0;
+	r->cur = NULL;
 }
 
-const struct viod_device_ops viod_rng_ops = {
+static const struct viod_device_ops rng_ops = {
 	.type = "rng",
 	.virtio_id = VIRTIO_ID_RNG,
 	.features = 0,
@@ -144,5 +184,7 @@ const struct viod_device_ops viod_rng_ops = {
 	.set_option = rng_set_option,
 	.init = rng_init,
 	.queue_handler = rng_queue,
-	.reset = rng_reset,
+	.queue_release = rng_release,
+	.dp_reset = rng_dp_reset,
 };
+VIOD_DEVICE_REGISTER(rng_ops)

@@ -1,12 +1,16 @@
 /*
  * Device instances: the state one device keeps across connections, the
- * API devices use (device.h), and ring start/stop. The worker and the
- * control thread share rings and memory under dp_lock.
+ * device type registry, and the small API devices use (device.h) for
+ * memory, logging and notifications. Which thread may call what is in
+ * device.h; who owns which field is in vhost.h.
  */
 #include "vhost.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <linux/virtio_config.h>
 #include <linux/virtio_ring.h>
@@ -42,6 +46,63 @@ bool viod_ratelimit_ok(struct viod_ratelimit *rl)
 	return false;
 }
 
+/* worker.c: the calling worker's limiter if it serves dev, else NULL. */
+struct viod_ratelimit *viod_worker_ratelimit(const struct viod_dev *dev);
+
+void viod_dev_warn(struct viod_dev *dev, const char *fmt, ...)
+{
+	struct viod_ratelimit *rl = viod_worker_ratelimit(dev);
+	char buf[512];
+	va_list ap;
+
+	/* Off the device's workers, only the control thread logs for it. */
+	if (!rl)
+		rl = &dev->ctl_rl;
+	if (!viod_ratelimit_ok(rl))
+		return;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	g_warning("%s: %s", dev->id, buf);
+}
+
+/* ---- device types ---- */
+
+static const struct viod_device_ops *types[16];
+static unsigned int ntypes;
+
+void viod_device_register(const struct viod_device_ops *ops)
+{
+	if (ntypes < G_N_ELEMENTS(types))
+		types[ntypes++] = ops;
+}
+
+const struct viod_device_ops *viod_device_lookup(const char *type)
+{
+	for (unsigned int i = 0; i < ntypes; i++)
+		if (strcmp(types[i]->type, type) == 0)
+			return types[i];
+	return NULL;
+}
+
+static int cmp_name(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+char *viod_device_type_list(void)
+{
+	const char *names[G_N_ELEMENTS(types) + 1];
+
+	for (unsigned int i = 0; i < ntypes; i++)
+		names[i] = types[i]->type;
+	qsort(names, ntypes, sizeof(names[0]), cmp_name);
+	names[ntypes] = NULL;
+	return g_strjoinv(", ", (char **)names);
+}
+
+/* ---- instances ---- */
+
 uint64_t viod_dev_offered_features(const struct viod_dev *dev)
 {
 	return dev->device_features |
@@ -58,7 +119,15 @@ uint64_t viod_dev_offered_protocol(const struct viod_dev *dev)
 	return (1ull << VU_PF_MQ) | (1ull << VU_PF_REPLY_ACK) |
 	       (1ull << VU_PF_BACKEND_REQ) | (1ull << VU_PF_CONFIG) |
 	       (1ull << VU_PF_CONFIGURE_MEM_SLOTS) | (1ull << VU_PF_RESET_DEVICE) |
-	       (1ull << VU_PF_STATUS);
+	       (1ull << VU_PF_STATUS) | dev->ops->protocol_features;
+}
+
+/* Default cap on one front-end's guest memory: the host's RAM. */
+static uint64_t host_ram(void)
+{
+	long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
+
+	return pages > 0 && size > 0 ? (uint64_t)pages * (uint64_t)size : 1ull << 40;
 }
 
 struct viod_dev *viod_dev_new(const struct viod_device_ops *ops, const char *id)
@@ -69,50 +138,66 @@ struct viod_dev *viod_dev_new(const struct viod_device_ops *ops, const char *id)
 	dev->id = g_strdup(id);
 	dev->priv = ops->priv_size ? g_malloc0(ops->priv_size) : NULL;
 	dev->listen_fd = dev->conn_fd = dev->backend_fd = -1;
-	dev->epfd = dev->wake_fd = -1;
+	dev->inflight.fd = -1;
 	dev->poll_max_ns = (ops->poll_us ? ops->poll_us : 50u) * 1000u;
 	dev->device_features = ops->features;
-	pthread_mutex_init(&dev->dp_lock, NULL);
+	dev->num_queues = ops->num_queues;
+	dev->nworkers = 1;
+	dev->mem_max = host_ram();
+	dev->notify_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	pthread_mutex_init(&dev->backend_lock, NULL);
-	dev->vrings = g_new0(struct viod_vring, ops->num_queues);
-	for (unsigned int i = 0; i < ops->num_queues; i++) {
-		struct viod_vring *vr = &dev->vrings[i];
-
-		vr->kick_fd = vr->call_fd = vr->err_fd = -1;
-	}
-	dev->elem = g_malloc0(sizeof(*dev->elem));
+	pthread_mutex_init(&dev->cmd_lock, NULL);
+	pthread_mutex_init(&dev->park_lock, NULL);
+	pthread_cond_init(&dev->park_cond, NULL);
 	return dev;
+}
+
+struct viod_vring *viod_dev_vring(struct viod_dev *dev, unsigned int qidx)
+{
+	if (qidx >= VIOD_MAX_VRINGS)
+		return NULL;
+	if (!dev->vrings[qidx]) {
+		dev->vrings[qidx] = g_new(struct viod_vring, 1);
+		viod_vring_init(dev->vrings[qidx], dev, qidx);
+	}
+	return dev->vrings[qidx];
 }
 
 void viod_dev_free(struct viod_dev *dev)
 {
+	struct viod_cmd *c;
+
 	if (!dev)
 		return;
-	pthread_mutex_destroy(&dev->dp_lock);
+	for (unsigned int q = 0; q < VIOD_MAX_VRINGS; q++) {
+		if (!dev->vrings[q])
+			continue;
+		viod_vring_fini(dev->vrings[q]);
+		g_free(dev->vrings[q]);
+	}
+	viod_memtable_unref(dev->mt);
+	viod_inflight_clear(dev);
+	/* Completions nobody collected (stop_cmd ones included). */
+	while ((c = dev->done_head)) {
+		dev->done_head = c->next;
+		viod_cmd_free(c);
+	}
+	while ((c = dev->cmd_head)) {
+		dev->cmd_head = c->next;
+		viod_cmd_free(c);
+	}
+	if (dev->backend_fd >= 0)
+		close(dev->backend_fd);
+	if (dev->notify_fd >= 0)
+		close(dev->notify_fd);
 	pthread_mutex_destroy(&dev->backend_lock);
-	g_free(dev->vrings);
-	g_free(dev->elem);
+	pthread_mutex_destroy(&dev->cmd_lock);
+	pthread_mutex_destroy(&dev->park_lock);
+	pthread_cond_destroy(&dev->park_cond);
 	g_free(dev->priv);
 	g_free(dev->id);
 	g_free(dev->socket_path);
 	g_free(dev);
-}
-
-/*
- * The control thread announces itself before taking dp_lock so that the
- * worker, which re-takes the lock in a tight loop while polling, yields.
- */
-void viod_dev_lock(struct viod_dev *dev)
-{
-	atomic_fetch_add(&dev->ctl_waiting, 1);
-	pthread_mutex_lock(&dev->dp_lock);
-}
-
-void viod_dev_unlock(struct viod_dev *dev)
-{
-	pthread_mutex_unlock(&dev->dp_lock);
-	atomic_fetch_sub(&dev->ctl_waiting, 1);
-	viod_worker_wake(dev);
 }
 
 void *viod_dev_priv(struct viod_dev *dev)
@@ -130,38 +215,46 @@ uint64_t viod_dev_features(const struct viod_dev *dev)
 	return dev->features_acked;
 }
 
-bool viod_vring_running(const struct viod_vring *vr)
+uint64_t viod_dev_dp_features(const struct viod_dev *dev)
 {
-	return vr->started && vr->enabled && vr->mapped && !vr->vq.broken;
+	return dev->dp_features;
 }
 
-struct viod_vq *viod_dev_vq(struct viod_dev *dev, unsigned int qidx)
+void viod_dev_set_num_queues(struct viod_dev *dev, unsigned int n)
 {
-	if (qidx >= dev->ops->num_queues || !viod_vring_running(&dev->vrings[qidx]))
-		return NULL;
-	return &dev->vrings[qidx].vq;
+	if (n >= 1 && n <= VIOD_MAX_VRINGS)
+		dev->num_queues = n;
 }
 
-struct viod_vq_elem *viod_dev_elem(struct viod_dev *dev)
+unsigned int viod_dev_num_queues(const struct viod_dev *dev)
 {
-	return dev->elem;
+	return dev->num_queues;
 }
 
-void viod_dev_notify(struct viod_dev *dev, unsigned int qidx)
+unsigned int viod_dev_workers(const struct viod_dev *dev)
 {
-	struct viod_vring *vr = &dev->vrings[qidx];
+	return dev->nworkers;
+}
+
+void viod_dev_queue_wake(struct viod_dev *dev, unsigned int qidx)
+{
+	struct viod_vring *vr = qidx < VIOD_MAX_VRINGS ? dev->vrings[qidx] : NULL;
+
+	if (!vr || !vr->w)
+		return;
+	atomic_store_explicit(&vr->wake, true, memory_order_release);
+	viod_worker_wake(vr->w);
+}
+
+void viod_dev_counters_changed(struct viod_dev *dev)
+{
 	uint64_t one = 1;
 
-	if (vr->call_fd >= 0 && viod_vq_need_call(&vr->vq)) {
-		/* A full eventfd counter (EAGAIN) still means "signalled". */
-		if (write(vr->call_fd, &one, sizeof(one)) < 0 && errno != EAGAIN) {
-			static struct viod_ratelimit rl;
-
-			if (viod_ratelimit_ok(&rl))
-				g_warning("%s: queue %u: call: %s", dev->id, qidx,
-					  g_strerror(errno));
-		}
-	}
+	if (atomic_load_explicit(&dev->counters_dirty, memory_order_relaxed) ||
+	    atomic_exchange(&dev->counters_dirty, true))
+		return;
+	if (write(dev->notify_fd, &one, sizeof(one)) < 0)
+		(void)0; /* counter full: the control thread will look */
 }
 
 void viod_dev_state_changed(struct viod_dev *dev)
@@ -180,11 +273,6 @@ void viod_dev_state_flush(struct viod_dev *dev)
 		dev->on_state_changed(dev);
 }
 
-void viod_dev_throttle(struct viod_dev *dev, uint64_t until)
-{
-	dev->throttle_until = until;
-}
-
 void viod_dev_config_changed(struct viod_dev *dev)
 {
 	struct viod_vu_msg m = { 0 };
@@ -195,13 +283,8 @@ void viod_dev_config_changed(struct viod_dev *dev)
 	/* Never NEED_REPLY: a front-end that does not answer must not be able
 	 * to stall us. */
 	if (dev->backend_fd >= 0 && viod_msg_send(dev->backend_fd, &m, NULL, 0) < 0)
-		g_message("%s: config change notification not delivered", dev->id);
+		viod_dev_warn(dev, "config change notification not delivered");
 	pthread_mutex_unlock(&dev->backend_lock);
-}
-
-void viod_dev_wake(struct viod_dev *dev)
-{
-	viod_worker_wake(dev);
 }
 
 void viod_dev_offer_features(struct viod_dev *dev, uint64_t features)
@@ -216,21 +299,20 @@ bool viod_dev_connected(const struct viod_dev *dev)
 
 uint64_t viod_dev_mem_size(const struct viod_dev *dev)
 {
-	uint64_t total = 0;
-
-	for (unsigned int i = 0; i < dev->mem.nregions; i++)
-		total += dev->mem.regions[i].size;
-	return total;
+	return atomic_load_explicit(&dev->mem_bytes, memory_order_relaxed);
 }
 
 const struct viod_mem *viod_dev_mem(struct viod_dev *dev)
 {
-	return &dev->mem;
+	static const struct viod_mem none;
+
+	return dev->mt ? &dev->mt->mem : &none;
 }
 
 uint64_t viod_dev_mem_page_size(struct viod_dev *dev, unsigned int region)
 {
-	return region < dev->mem.nregions ? dev->maps[region].page_size : 4096;
+	return dev->mt && region < dev->mt->mem.nregions ? dev->mt->maps[region]->page_size :
+							   4096;
 }
 
 static uint64_t fd_allocated(int fd)
@@ -247,10 +329,10 @@ int64_t viod_dev_mem_discard(struct viod_dev *dev, unsigned int region,
 	const struct viod_memmap *map;
 	uint64_t off, before, after;
 
-	if (region >= dev->mem.nregions)
+	if (!dev->mt || region >= dev->mt->mem.nregions)
 		return -EINVAL;
-	r = &dev->mem.regions[region];
-	map = &dev->maps[region];
+	r = &dev->mt->mem.regions[region];
+	map = dev->mt->maps[region];
 	if (gpa < r->gpa || len == 0 || gpa - r->gpa > r->size ||
 	    len > r->size - (gpa - r->gpa) ||
 	    (gpa - r->gpa) % map->page_size || len % map->page_size)
@@ -270,12 +352,14 @@ uint64_t viod_dev_mem_allocated(struct viod_dev *dev)
 	struct stat st[VIOD_MEM_MAX_REGIONS];
 	uint64_t total = 0;
 
+	if (!dev->mt)
+		return 0;
 	/* Regions may be backed by one file (QEMU splits RAM around the PCI
 	 * hole and sends an fd per region): count each file once. */
-	for (unsigned int i = 0; i < dev->mem.nregions; i++) {
+	for (unsigned int i = 0; i < dev->mt->mem.nregions; i++) {
 		bool seen = false;
 
-		if (fstat(dev->maps[i].fd, &st[i]) < 0) {
+		if (fstat(dev->mt->maps[i]->fd, &st[i]) < 0) {
 			st[i].st_ino = 0;
 			continue;
 		}
@@ -285,129 +369,4 @@ uint64_t viod_dev_mem_allocated(struct viod_dev *dev)
 			total += (uint64_t)st[i].st_blocks * 512u;
 	}
 	return total;
-}
-
-void viod_vring_close_fds(struct viod_vring *vr)
-{
-	if (vr->kick_fd >= 0)
-		close(vr->kick_fd);
-	if (vr->call_fd >= 0)
-		close(vr->call_fd);
-	if (vr->err_fd >= 0)
-		close(vr->err_fd);
-	vr->kick_fd = vr->call_fd = vr->err_fd = -1;
-}
-
-struct vq_init_args {
-	struct viod_dev *dev;
-	struct viod_vring *vr;
-	void *desc, *avail, *used;
-	uint16_t last_avail;
-};
-
-/* viod_vq_init reads the used index from guest memory: run it guarded. */
-static void vq_init_guarded(void *arg)
-{
-	struct vq_init_args *a = arg;
-	struct viod_dev *dev = a->dev;
-
-	viod_vq_init(&a->vr->vq, &dev->mem, (uint16_t)a->vr->num, a->desc, a->avail,
-		     a->used, a->last_avail,
-		     viod_has_feature(dev->features_acked, VIRTIO_RING_F_EVENT_IDX),
-		     viod_has_feature(dev->features_acked, VIRTIO_RING_F_INDIRECT_DESC));
-}
-
-/*
- * Points the ring at current memory; an unmapped ring is not processed.
- * fresh: the front-end (re)configured the ring, so start from its base and
- * clear a broken state; otherwise (memory remap) keep progress and state.
- */
-void viod_vring_update(struct viod_dev *dev, unsigned int q, bool fresh)
-{
-	struct viod_vring *vr = &dev->vrings[q];
-	const struct vhost_vring_addr *a = &vr->addr;
-	struct viod_vq old = vr->vq;
-	struct vq_init_args args;
-	void *desc, *avail, *used;
-
-	vr->mapped = false;
-	if (!vr->addr_set || !vr->num || !dev->mem.nregions)
-		return;
-	desc = viod_mem_map_uva(&dev->mem, a->desc_user_addr, viod_vring_desc_size(vr->num));
-	avail = viod_mem_map_uva(&dev->mem, a->avail_user_addr, viod_vring_avail_size(vr->num));
-	used = viod_mem_map_uva(&dev->mem, a->used_user_addr, viod_vring_used_size(vr->num));
-	if (!desc || !avail || !used)
-		return;
-	/* 2.7: desc 16-, avail 2-, used 4-byte aligned (we access them as such). */
-	if (((uintptr_t)desc & 15) || ((uintptr_t)avail & 1) || ((uintptr_t)used & 3))
-		return;
-	args = (struct vq_init_args){
-		.dev = dev, .vr = vr, .desc = desc, .avail = avail, .used = used,
-		.last_avail = fresh || !old.desc ? vr->base : old.last_avail,
-	};
-	if (viod_guard_run(vq_init_guarded, &args) < 0)
-		return;
-	if (!fresh && old.desc) {
-		vr->vq.broken = old.broken;
-		vr->vq.errors = old.errors;
-		vr->vq.signalled_used = old.signalled_used;
-		vr->vq.signalled_valid = old.signalled_valid;
-	} else {
-		vr->broken_reported = false;
-	}
-	vr->mapped = true;
-}
-
-void viod_vrings_remap(struct viod_dev *dev)
-{
-	for (unsigned int q = 0; q < dev->ops->num_queues; q++)
-		viod_vring_update(dev, q, false);
-}
-
-void viod_dev_mem_changed(struct viod_dev *dev)
-{
-	viod_vrings_remap(dev);
-	if (dev->ops->mem_changed)
-		dev->ops->mem_changed(dev);
-}
-
-void viod_vring_stop(struct viod_dev *dev, unsigned int q)
-{
-	struct viod_vring *vr = &dev->vrings[q];
-
-	if (vr->kick_fd >= 0)
-		viod_worker_unwatch(dev, vr->kick_fd);
-	vr->started = false;
-	vr->polled = false;
-}
-
-/* Everything a connection set up, back to the initial state. */
-void viod_dev_reset_conn(struct viod_dev *dev)
-{
-	viod_dev_lock(dev);
-	for (unsigned int q = 0; q < dev->ops->num_queues; q++) {
-		struct viod_vring *vr = &dev->vrings[q];
-
-		viod_vring_stop(dev, q);
-		viod_vring_close_fds(vr);
-		memset(vr, 0, sizeof(*vr));
-		vr->kick_fd = vr->call_fd = vr->err_fd = -1;
-	}
-	viod_memtable_clear(dev);
-	if (dev->ops->reset)
-		dev->ops->reset(dev);
-	dev->needs_reset = false;
-	dev->throttle_until = 0;
-	viod_dev_unlock(dev);
-
-	pthread_mutex_lock(&dev->backend_lock);
-	if (dev->backend_fd >= 0)
-		close(dev->backend_fd);
-	dev->backend_fd = -1;
-	pthread_mutex_unlock(&dev->backend_lock);
-
-	dev->features_acked = 0;
-	dev->proto_acked = 0;
-	dev->owner = false;
-	dev->status = 0;
 }

@@ -1,12 +1,24 @@
 /*
  * The narrow API between the vhost-user core and a device model. A device
- * is one const struct viod_device_ops; it never sees vhost-user messages,
- * the memory table or the socket. The core checks every queue index and
- * config offset/size before a hook runs.
+ * is one const struct viod_device_ops that registers itself
+ * (VIOD_DEVICE_REGISTER); it never sees vhost-user messages, the memory
+ * table or the socket. The core checks every queue index and config
+ * offset/size before a hook runs.
  *
- * Threads: set_option/init/fini/config_read/config_write run on the control
- * thread; queue_handler runs on the device's worker thread; reset runs on
- * the control thread while the worker is held off (no handler is running).
+ * Threads. A device's hooks run on two kinds of thread, which share
+ * nothing but atomics:
+ * - the control thread (GLib main loop): set_option, init, fini,
+ *   config_read, config_write, features_changed, reset, store_attach,
+ *   store_publish;
+ * - the device's workers (its data path): queue_handler, queue_release,
+ *   dp_reset, mem_changed. Each queue is served by one worker
+ *   (queue_worker picks it among the device's workers=N); dp_reset and
+ *   mem_changed run with every other worker of the device parked, so they
+ *   may touch every queue.
+ * A worker serves only its own device's queues, so nothing a device does
+ * on its workers can delay another device; a hook must still do bounded
+ * work per call (see queue_handler), since the device's own control
+ * messages wait for the data path to reach a safe point.
  */
 #ifndef VIOD_VHOST_DEVICE_H
 #define VIOD_VHOST_DEVICE_H
@@ -14,23 +26,62 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 #include <glib.h>
 
+#include "virtio/mem.h"
 #include "virtio/vq.h"
 
 struct viod_dev;
+struct viod_queue;
 struct viod_store;
+
+/* What a queue handler call achieved. */
+enum viod_serve {
+	VIOD_SERVE_IDLE,     /* nothing to do: the ring is empty */
+	VIOD_SERVE_PROGRESS, /* did work; call again soon */
+	VIOD_SERVE_BLOCKED,  /* waiting for something other than the guest (a
+			      * held buffer, a rate limit, I/O): do not poll
+			      * the ring; call again after viod_queue_wake(),
+			      * the throttle deadline, or other progress */
+};
+
+/*
+ * One popped request (a descriptor chain). iov[0 .. out_num) are
+ * device-readable, then iov[out_num .. out_num + in_num) device-writable;
+ * out_len and in_len are their byte totals. done is the device's own
+ * resume cursor (0 at pop), priv its per-request area (req_priv_size
+ * bytes, zeroed at pop). Valid until completed.
+ */
+struct viod_req {
+	uint16_t head;
+	unsigned int out_num;
+	unsigned int in_num;
+	uint64_t out_len;
+	uint64_t in_len;
+	struct iovec *iov;
+	uint64_t done;
+	void *priv;
+};
 
 struct viod_device_ops {
 	const char *type;        /* as in --device TYPE,... */
 	uint32_t virtio_id;      /* virtio 1.2, 5 */
 	uint64_t features;       /* device feature bits offered (ring and
 				  * VERSION_1 bits are added by the core) */
-	uint32_t num_queues;
+	uint64_t protocol_features; /* vhost-user protocol features beyond the
+				  * core's set, e.g. INFLIGHT_SHMFD */
+	uint32_t num_queues;     /* queues the device serves (default; see
+				  * viod_dev_set_num_queues) */
 	uint32_t config_size;    /* bytes of device config space */
 	size_t priv_size;        /* zeroed private state, viod_dev_priv() */
-	uint32_t poll_us;        /* default bound of the worker's adaptive
+	uint32_t poll_us;        /* default bound of the workers' adaptive
 				  * polling (option poll-us); 0: 50 us */
+	uint32_t queue_depth;    /* requests a queue may hold popped and not
+				  * completed (0: 1); also bounded by the ring size */
+	uint32_t max_iov;        /* iovecs a request may need (0: VIOD_VQ_MAX_IOV);
+				  * a longer chain breaks the ring */
+	size_t req_priv_size;    /* per-request area, viod_req.priv */
 
 	/* One key=value device option. -ENOENT: unknown key; other -errno
 	 * with *err set: bad value. */
@@ -39,64 +90,100 @@ struct viod_device_ops {
 	/* After all options; may fail with *err set. */
 	int (*init)(struct viod_dev *dev, GError **err);
 	void (*fini)(struct viod_dev *dev);
-	/* Serves queue qidx; returns the number of chains completed. */
-	unsigned int (*queue_handler)(struct viod_dev *dev, unsigned int qidx);
+	/* The worker (0 .. viod_dev_workers()-1) serving queue qidx; default 0. */
+	unsigned int (*queue_worker)(struct viod_dev *dev, unsigned int qidx);
+	/*
+	 * Serves queue q: pops, serves and completes requests, doing a
+	 * bounded amount of work (a byte, page or request budget) and keeping
+	 * a partly served request (viod_req.done) for the next call.
+	 * Completions are published at the latest when the call returns.
+	 */
+	enum viod_serve (*queue_handler)(struct viod_dev *dev, struct viod_queue *q);
+	/* Complete now every request held on purpose (e.g. a buffer kept
+	 * until the device wants new data): the queue stops or guest memory
+	 * changes. Requests waiting for I/O are left to complete. */
+	void (*queue_release)(struct viod_dev *dev, struct viod_queue *q);
 	/* Config space access, range already checked. */
 	void (*config_read)(struct viod_dev *dev, uint32_t off, void *buf, uint32_t len);
 	int (*config_write)(struct viod_dev *dev, uint32_t off, const void *buf,
 			    uint32_t len);
-	/* Device reset: all per-connection state back to initial values. */
+	/* The front-end set the features (SET_FEATURES), control side. */
+	void (*features_changed)(struct viod_dev *dev, uint64_t features);
+	/* Device reset, control side: config space and control-side state
+	 * back to initial values (also when the front-end goes away). */
 	void (*reset)(struct viod_dev *dev);
-	/* The memory table changed (dp_lock held, no handler running). */
+	/* Device reset, data-path side (after every queue stopped). */
+	void (*dp_reset)(struct viod_dev *dev);
+	/* The memory table changed (viod_dev_mem() is the new one). */
 	void (*mem_changed)(struct viod_dev *dev);
 	/* Control store (control thread): create the device's keys under
 	 * prefix ("/devices/ID") and register writable ones; then refresh
-	 * them, called periodically. */
+	 * them (after state changes, and soon after counters changed). */
 	void (*store_attach)(struct viod_dev *dev, struct viod_store *st,
 			     const char *prefix);
 	void (*store_publish)(struct viod_dev *dev, struct viod_store *st,
 			      const char *prefix);
 };
 
+/* Registers a device type; run from a constructor (VIOD_DEVICE_REGISTER). */
+void viod_device_register(const struct viod_device_ops *ops);
+#define VIOD_DEVICE_REGISTER(ops)                                            \
+	static void __attribute__((constructor)) viod_register_##ops(void)   \
+	{                                                                    \
+		viod_device_register(&(ops));                                \
+	}
+
+/* Registered types, or NULL. */
+const struct viod_device_ops *viod_device_lookup(const char *type);
+/* The registered types' names, sorted, comma-separated (free it). */
+char *viod_device_type_list(void);
+
 void *viod_dev_priv(struct viod_dev *dev);
 const char *viod_dev_id(const struct viod_dev *dev);
-/* Features the front-end acked (0 before SET_FEATURES). */
-uint64_t viod_dev_features(const struct viod_dev *dev);
 static inline bool viod_has_feature(uint64_t features, unsigned int bit)
 {
 	return (features >> bit) & 1u;
 }
 
-/* Worker thread only: the running ring qidx, or NULL. */
-struct viod_vq *viod_dev_vq(struct viod_dev *dev, unsigned int qidx);
-/* Worker thread only: a scratch element (too big for the stack). */
-struct viod_vq_elem *viod_dev_elem(struct viod_dev *dev);
-/* Signals the guest for qidx if it asked to be (EVENT_IDX aware). */
-void viod_dev_notify(struct viod_dev *dev, unsigned int qidx);
-/* Worker thread only: run no handler before CLOCK_MONOTONIC ns `until`. */
-void viod_dev_throttle(struct viod_dev *dev, uint64_t until);
-/* Tells the front-end that config space changed (back-end channel). */
-void viod_dev_config_changed(struct viod_dev *dev);
-/* Control thread: state the control store shows changed (a guest wrote
- * config space, a front-end came or went). The store's keys are refreshed
- * at once, or, for a change a front-end's message made, right after that
- * message is answered (a vCPU may be waiting on the reply) and before the
- * next one is read: watchers see every value, not the periodic
- * publication's samples. */
-void viod_dev_state_changed(struct viod_dev *dev);
-/* Control thread: makes the worker run the queue handlers soon. */
-void viod_dev_wake(struct viod_dev *dev);
-/* Control thread, before the socket listens: the device feature bits to
- * offer (default ops->features), e.g. after options switched some off. */
-void viod_dev_offer_features(struct viod_dev *dev, uint64_t features);
-/* Whether a front-end is connected, and its guest memory in bytes (sum of
- * the regions). Control thread. */
-bool viod_dev_connected(const struct viod_dev *dev);
-uint64_t viod_dev_mem_size(const struct viod_dev *dev);
+/* Control thread: features the front-end acked (0 before SET_FEATURES). */
+uint64_t viod_dev_features(const struct viod_dev *dev);
+/* Data path: the features the rings run with. */
+uint64_t viod_dev_dp_features(const struct viod_dev *dev);
+/* init only: the number of queues served (GET_QUEUE_NUM) and workers. */
+void viod_dev_set_num_queues(struct viod_dev *dev, unsigned int n);
+unsigned int viod_dev_num_queues(const struct viod_dev *dev);
+unsigned int viod_dev_workers(const struct viod_dev *dev);
+
+/* ---- queues (the serving worker) ---- */
 
 /*
- * Guest memory for devices that manage it (worker thread, or mem_changed):
- * the translation table, each region's backing page size (4096, or the
+ * The next request, or NULL: the ring is empty, stopping, broken, or the
+ * queue already holds queue_depth requests. Resubmitted requests (inflight
+ * tracking after a reconnect) come first, in their original order.
+ */
+struct viod_req *viod_queue_pop(struct viod_queue *q);
+/* Gives a request back to the guest: len is the bytes actually written.
+ * Published by viod_queue_flush() (or when the handler returns). */
+void viod_queue_complete(struct viod_queue *q, struct viod_req *r, uint32_t len);
+/* Publishes completed requests with one used-index write and signals the
+ * guest if it asked to be (EVENT_IDX aware). */
+void viod_queue_flush(struct viod_queue *q);
+/* Puts back the most recently popped request, not yet completed. */
+void viod_queue_unpop(struct viod_queue *q, struct viod_req *r);
+unsigned int viod_queue_index(const struct viod_queue *q);
+/* Requests popped and not completed. */
+unsigned int viod_queue_held(const struct viod_queue *q);
+/* Serve this queue no sooner than CLOCK_MONOTONIC ns until (rate limits). */
+void viod_queue_throttle(struct viod_queue *q, uint64_t until);
+/* Counts a request the device refused (bad header, bad range). */
+void viod_queue_count_error(struct viod_queue *q);
+/* Any thread: have queue qidx served soon, even if it reported BLOCKED. */
+void viod_dev_queue_wake(struct viod_dev *dev, unsigned int qidx);
+
+/* ---- guest memory (data path) ---- */
+
+/*
+ * The translation table, each region's backing page size (4096, or the
  * huge page size), and discard: punches [gpa, gpa + len), which must lie
  * in region i and be aligned to its page size, out of the backing fd so
  * the host gets the memory back. Returns the bytes the host released
@@ -108,24 +195,39 @@ int64_t viod_dev_mem_discard(struct viod_dev *dev, unsigned int region,
 			     uint64_t gpa, uint64_t len);
 /* Bytes of host memory currently allocated to guest memory. */
 uint64_t viod_dev_mem_allocated(struct viod_dev *dev);
+/* Any thread: guest memory in bytes (sum of the regions), 0 if none. */
+uint64_t viod_dev_mem_size(const struct viod_dev *dev);
+
+/* ---- control thread ---- */
+
+/* Tells the front-end that config space changed (back-end channel). */
+void viod_dev_config_changed(struct viod_dev *dev);
+/* State the control store shows changed (a guest wrote config space, a
+ * front-end came or went). The store's keys are refreshed at once, or,
+ * for a change a front-end's message made, right after that message is
+ * answered (a vCPU may be waiting on the reply) and before the next one
+ * is read: watchers see every value. */
+void viod_dev_state_changed(struct viod_dev *dev);
+/* Before the socket listens: the device feature bits to offer (default
+ * ops->features), e.g. after options switched some off. */
+void viod_dev_offer_features(struct viod_dev *dev, uint64_t features);
+/* Whether a front-end is connected. */
+bool viod_dev_connected(const struct viod_dev *dev);
+
+/* ---- any thread ---- */
+
+/* Counters the store shows changed (worker side): they are published
+ * within the store's coalescing delay, and nothing runs while idle. */
+void viod_dev_counters_changed(struct viod_dev *dev);
 
 uint64_t viod_now_ns(void);
 
-/* Rate-limited logging for anything a guest or front-end can trigger:
- * at most 10 lines per 5 s per limiter, then a count of those dropped. */
-struct viod_ratelimit {
-	uint64_t window_start;
-	unsigned int count;
-	unsigned int suppressed;
-};
-bool viod_ratelimit_ok(struct viod_ratelimit *rl);
-
-/* Registered device types. */
-const struct viod_device_ops *viod_device_lookup(const char *type);
-extern const struct viod_device_ops viod_rng_ops;
-extern const struct viod_device_ops viod_balloon_ops;
-
-/* Registered types, NULL-terminated, for --help and error messages. */
-extern const struct viod_device_ops *const viod_device_types[];
+/*
+ * Logging for anything a guest or front-end can trigger: rate-limited
+ * per device and per thread (at most 10 lines per 5 s, then a count of
+ * those dropped), prefixed with the device id.
+ */
+void viod_dev_warn(struct viod_dev *dev, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 
 #endif

@@ -1,9 +1,18 @@
 /*
- * One listening UNIX socket per device, on the control thread's GLib loop.
- * One front-end at a time: while a front-end is connected the listening
- * socket is not watched (a second one waits in the backlog). When the
- * front-end goes away, or breaks the protocol, the device is reset and the
- * socket accepts the next one (QEMU's reconnect relies on this).
+ * One listening UNIX socket per device, on the control thread's GLib
+ * loop. One front-end at a time: while a front-end is connected the
+ * listening socket is not watched (a second one waits in the backlog).
+ * When the front-end goes away, or breaks the protocol, the device is
+ * reset and the socket accepts the next one (QEMU's reconnect relies on
+ * this).
+ *
+ * Fairness and deferral: a connection is read at most CONN_MSG_BATCH messages
+ * at a time before the loop serves other sources, so a flooding
+ * front-end cannot starve another device's. A request that runs on the
+ * device's worker and whose reply (or ack) the front-end awaits pauses
+ * reading that connection until the worker completes it; so does a
+ * backlog of MAX_OUTSTANDING commands. While paused only hang-ups are
+ * watched. Nothing here ever waits for a worker.
  */
 #include "vhost.h"
 #include "util/listen.h"
@@ -17,19 +26,45 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#define CONN_MSG_BATCH 16u
+#define MAX_OUTSTANDING 64u
+
 static gboolean on_accept(gint fd, GIOCondition cond, gpointer data);
+static gboolean on_conn(gint fd, GIOCondition cond, gpointer data);
 
 static void watch_listen(struct viod_dev *dev)
 {
 	dev->listen_watch = g_unix_fd_add(dev->listen_fd, G_IO_IN, on_accept, dev);
 }
 
+static bool conn_paused(const struct viod_dev *dev)
+{
+	return dev->waiting || dev->outstanding >= MAX_OUTSTANDING;
+}
+
+/* Watches the connection for messages, or only for a hang-up while paused. */
+static void conn_watch(struct viod_dev *dev)
+{
+	GIOCondition cond = G_IO_HUP | G_IO_ERR;
+
+	if (dev->conn_watch)
+		g_source_remove(dev->conn_watch);
+	dev->conn_watch = 0;
+	if (dev->conn_fd < 0)
+		return;
+	if (!conn_paused(dev))
+		cond |= G_IO_IN;
+	dev->conn_watch = g_unix_fd_add(dev->conn_fd, cond, on_conn, dev);
+}
+
 void viod_server_disconnect(struct viod_dev *dev, const char *why)
 {
+	struct viod_cmd *reset;
+
 	if (dev->conn_fd < 0)
 		return;
 	if (why)
-		g_message("%s: front-end disconnected: %s", dev->id, why);
+		viod_dev_warn(dev, "front-end disconnected: %s", why);
 	else
 		g_info("%s: front-end disconnected", dev->id);
 	if (dev->conn_watch)
@@ -38,73 +73,162 @@ void viod_server_disconnect(struct viod_dev *dev, const char *why)
 	close(dev->conn_fd);
 	dev->conn_fd = -1;
 	viod_rxbuf_reset(&dev->rx, true);
-	viod_dev_reset_conn(dev);
-	if (dev->listen_fd >= 0)
+	/* Completions still to come belong to the old connection. */
+	dev->conn_gen++;
+	dev->waiting = NULL;
+	dev->outstanding = 0;
+
+	reset = g_new0(struct viod_cmd, 1);
+	reset->kind = CMD_RESET_CONN;
+	reset->reply_fd = -1;
+	reset->gen = UINT64_MAX;
+	viod_cmd_submit(dev, reset);
+
+	pthread_mutex_lock(&dev->backend_lock);
+	if (dev->backend_fd >= 0)
+		close(dev->backend_fd);
+	dev->backend_fd = -1;
+	pthread_mutex_unlock(&dev->backend_lock);
+	dev->features_acked = 0;
+	dev->proto_acked = 0;
+	dev->owner = false;
+	dev->status = 0;
+	if (dev->ops->reset)
+		dev->ops->reset(dev);
+	if (dev->listen_fd >= 0 && !dev->listen_watch)
 		watch_listen(dev);
 	viod_dev_state_changed(dev);
+	if (dev->inline_mode)
+		viod_server_notified(dev);
 }
 
-/* Processes every complete message buffered on the connection. */
+/* Takes one complete, buffered message: check, handle. 0 or -1 (dropped). */
+static int take_message(struct viod_dev *dev)
+{
+	struct viod_vu_msg *m = &dev->rx.msg;
+	struct viod_cmd *wait = NULL;
+	const char *why = NULL;
+	char reason[160];
+	int rc;
+
+	rc = viod_msg_check(dev, m, dev->rx.nfds, &why);
+	if (rc == 0) {
+		g_debug("%s: %s", dev->id, viod_vu_request_name(m->hdr.request));
+		dev->in_message = true;
+		rc = viod_handle_msg(dev, m, dev->rx.fds, dev->rx.nfds, &wait);
+		dev->in_message = false;
+		viod_dev_state_flush(dev);
+		viod_rxbuf_reset(&dev->rx, false);
+		if (rc < 0) {
+			snprintf(reason, sizeof(reason), "%s failed: %s",
+				 viod_vu_request_name(m->hdr.request), g_strerror(-rc));
+			why = reason;
+		}
+	} else {
+		snprintf(reason, sizeof(reason), "request %u (%s): %s",
+			 m->hdr.request, viod_vu_request_name(m->hdr.request), why);
+		why = reason;
+		viod_rxbuf_reset(&dev->rx, true);
+	}
+	if (rc < 0) {
+		dev->protocol_errors++;
+		viod_server_disconnect(dev, why);
+		return -1;
+	}
+	if (wait)
+		dev->waiting = wait;
+	if (dev->inline_mode)
+		viod_server_notified(dev);
+	return 0;
+}
+
+/* Reads and handles up to CONN_MSG_BATCH messages of the connection. */
 static gboolean on_conn(gint fd, GIOCondition cond, gpointer data)
 {
-	static struct viod_ratelimit rl;
 	struct viod_dev *dev = data;
 
-	for (;;) {
-		enum viod_rx_result r = viod_msg_read(fd, &dev->rx);
-		struct viod_vu_msg *m = &dev->rx.msg;
-		const char *why = NULL;
-		char reason[160];
-		int rc;
+	for (unsigned int n = 0; n < CONN_MSG_BATCH; n++) {
+		enum viod_rx_result r;
 
+		if (conn_paused(dev)) {
+			if (cond & (G_IO_HUP | G_IO_ERR))
+				break;
+			/* Resumed by viod_server_notified(). */
+			conn_watch(dev);
+			return G_SOURCE_REMOVE;
+		}
+		r = viod_msg_read(fd, &dev->rx);
 		if (r == VIOD_RX_AGAIN) {
 			if (cond & (G_IO_HUP | G_IO_ERR))
 				break;
 			return G_SOURCE_CONTINUE;
 		}
 		if (r == VIOD_RX_EOF) {
-			dev->conn_watch = 0;
 			viod_server_disconnect(dev, NULL);
 			return G_SOURCE_REMOVE;
 		}
 		if (r == VIOD_RX_ERROR) {
 			dev->protocol_errors++;
-			dev->conn_watch = 0;
 			viod_server_disconnect(dev, "malformed message framing");
 			return G_SOURCE_REMOVE;
 		}
-		rc = viod_msg_check(dev, m, dev->rx.nfds, &why);
-		if (rc == 0) {
-			g_debug("%s: %s", dev->id, viod_vu_request_name(m->hdr.request));
-			dev->in_message = true;
-			rc = viod_handle_msg(dev, m, dev->rx.fds, dev->rx.nfds);
-			dev->in_message = false;
-			viod_dev_state_flush(dev);
-			viod_rxbuf_reset(&dev->rx, false);
-			if (rc < 0) {
-				snprintf(reason, sizeof(reason), "%s failed: %s",
-					 viod_vu_request_name(m->hdr.request),
-					 g_strerror(-rc));
-				why = reason;
-			}
-		} else {
-			snprintf(reason, sizeof(reason), "request %u (%s): %s",
-				 m->hdr.request, viod_vu_request_name(m->hdr.request), why);
-			why = reason;
-			viod_rxbuf_reset(&dev->rx, true);
-		}
-		if (rc < 0) {
-			dev->protocol_errors++;
-			if (!viod_ratelimit_ok(&rl))
-				why = "protocol error";
-			dev->conn_watch = 0;
-			viod_server_disconnect(dev, why);
+		/* A disconnect removes this source (allowed from its callback). */
+		if (take_message(dev) < 0)
 			return G_SOURCE_REMOVE;
-		}
 	}
-	dev->conn_watch = 0;
-	viod_server_disconnect(dev, NULL);
-	return G_SOURCE_REMOVE;
+	if (cond & (G_IO_HUP | G_IO_ERR)) {
+		viod_server_disconnect(dev, NULL);
+		return G_SOURCE_REMOVE;
+	}
+	/* More may be buffered: the loop comes back after serving others. */
+	return G_SOURCE_CONTINUE;
+}
+
+void viod_server_notified(struct viod_dev *dev)
+{
+	struct viod_cmd *cmd;
+	uint64_t v;
+	bool was_paused = conn_paused(dev);
+
+	if (read(dev->notify_fd, &v, sizeof(v)) < 0)
+		(void)0; /* nothing pending: spurious */
+	pthread_mutex_lock(&dev->cmd_lock);
+	cmd = dev->done_head;
+	dev->done_head = dev->done_tail = NULL;
+	pthread_mutex_unlock(&dev->cmd_lock);
+	while (cmd) {
+		struct viod_cmd *next = cmd->next;
+
+		if (cmd->kind == CMD_MSG && cmd->gen == dev->conn_gen && dev->conn_fd >= 0) {
+			int rc;
+
+			dev->outstanding--;
+			if (cmd == dev->waiting)
+				dev->waiting = NULL;
+			rc = viod_cmd_finish(dev, cmd);
+			if (rc < 0) {
+				char reason[160];
+
+				snprintf(reason, sizeof(reason), "%s failed: %s",
+					 viod_vu_request_name(cmd->msg.hdr.request),
+					 g_strerror(-rc));
+				dev->protocol_errors++;
+				viod_server_disconnect(dev, reason);
+			}
+		}
+		viod_cmd_free(cmd);
+		cmd = next;
+	}
+	if (atomic_exchange(&dev->counters_dirty, false) && dev->on_counters_changed)
+		dev->on_counters_changed(dev);
+	if (dev->conn_fd >= 0 && was_paused && !conn_paused(dev) && !dev->inline_mode)
+		conn_watch(dev);
+}
+
+static gboolean on_notify(gint fd, GIOCondition cond, gpointer data)
+{
+	viod_server_notified(data);
+	return G_SOURCE_CONTINUE;
 }
 
 static gboolean on_accept(gint fd, GIOCondition cond, gpointer data)
@@ -114,13 +238,13 @@ static gboolean on_accept(gint fd, GIOCondition cond, gpointer data)
 
 	if (c < 0) {
 		if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-			g_warning("%s: accept: %s", dev->id, g_strerror(errno));
+			viod_dev_warn(dev, "accept: %s", g_strerror(errno));
 		return G_SOURCE_CONTINUE;
 	}
 	dev->conn_fd = c;
 	dev->connections++;
 	viod_rxbuf_reset(&dev->rx, false);
-	dev->conn_watch = g_unix_fd_add(c, G_IO_IN | G_IO_HUP | G_IO_ERR, on_conn, dev);
+	conn_watch(dev);
 	g_info("%s: front-end connected", dev->id);
 	dev->listen_watch = 0;
 	viod_dev_state_changed(dev);
@@ -135,8 +259,10 @@ int viod_server_listen(struct viod_dev *dev, const char *path, GError **err)
 	if (fd < 0)
 		return fd;
 	dev->listen_fd = fd;
+	g_free(dev->socket_path);
 	dev->socket_path = g_strdup(path);
 	watch_listen(dev);
+	dev->notify_watch = g_unix_fd_add(dev->notify_fd, G_IO_IN, on_notify, dev);
 	return 0;
 }
 
@@ -146,6 +272,9 @@ void viod_server_close(struct viod_dev *dev)
 	if (dev->listen_watch)
 		g_source_remove(dev->listen_watch);
 	dev->listen_watch = 0;
+	if (dev->notify_watch)
+		g_source_remove(dev->notify_watch);
+	dev->notify_watch = 0;
 	if (dev->listen_fd >= 0) {
 		close(dev->listen_fd);
 		dev->listen_fd = -1;

@@ -1,20 +1,32 @@
 /*
- * The data-path worker: one thread per device serving all its running
- * rings. It polls the rings for a bounded, adaptive time after the last
+ * Workers: the data path. A device has workers=N threads (default 1);
+ * each serves the rings the device assigns to it (queue_worker) and the
+ * external sources it was given (io_uring completions, tap fds), in one
+ * loop. Worker 0, the primary, also runs the device's commands (vhost-user
+ * requests that touch the data path), parking the device's other workers
+ * around them. A worker serves one device only, so nothing a device's
+ * guest or front-end does on its workers can delay another device.
+ *
+ * Who waits on whom: a worker sleeps in epoll_wait on its wake eventfd,
+ * the kick eventfds of its rings and its sources' fds; a parked worker
+ * waits for its primary (park_lock); the primary waits for its parked
+ * siblings to reach a safe point (at most one bounded handler call). No
+ * worker waits on the control thread: commands come in and completions go
+ * out through the device's queues (cmd_lock, held for a list operation)
+ * and the notify eventfd.
+ *
+ * The loop polls its rings for a bounded, adaptive time after the last
  * piece of work (as QEMU's poll-max-ns): on these machines a kick/call
- * round trip through eventfds between two CPUs costs tens of microseconds,
- * so a short spin saves most of them under load. Then it asks the guest
- * for kicks (EVENT_IDX aware), re-checks the rings, and sleeps in epoll on
- * the kick eventfds.
- *
- * The poll window grows (doubling) when a sleep ended within the window,
- * i.e. spinning a little longer would have caught the work, and shrinks
- * (halving) when a sleep was long. Its bound is per device type (the
- * balloon's is long: see its ops) or set by option poll-us.
- *
- * Past its first POLL_BUSY_NS the spin yields the CPU at every turn, so a
- * long window costs the threads that share this CPU (a front-end's vCPU
- * or main loop, on a small host) next to nothing.
+ * round trip through eventfds between two CPUs costs tens of
+ * microseconds, so a short spin saves most of them under load. Then it
+ * asks the guest for kicks (EVENT_IDX aware), re-checks the rings, and
+ * sleeps. The window grows (doubling) when a sleep ended within it and
+ * shrinks (halving) when a sleep was long; its bound is per device type
+ * or option poll-us. Past its first POLL_BUSY_NS the spin yields the CPU
+ * at every turn. A ring whose handler reported BLOCKED (it holds a buffer
+ * on purpose, or is rate-limited) is neither polled nor re-checked: it is
+ * served again after viod_dev_queue_wake(), its throttle deadline, a kick,
+ * or progress elsewhere on the worker. So an idle device costs no CPU.
  */
 #include "vhost.h"
 
@@ -26,6 +38,10 @@
 
 #define POLL_GROW_START_NS 2000u
 #define POLL_BUSY_NS 50000u
+#define TAG_WAKE (1ull << 32)
+#define TAG_SOURCE (2ull << 32)
+
+static __thread struct viod_worker *current_worker;
 
 static inline void cpu_relax(void)
 {
@@ -34,244 +50,394 @@ static inline void cpu_relax(void)
 #endif
 }
 
-/* Reports a ring the guest broke: once per ring setup, rate-limited. */
-static void report_broken(struct viod_dev *dev, unsigned int q)
+void viod_worker_wake(struct viod_worker *w)
 {
-	static struct viod_ratelimit rl;
-	struct viod_vring *vr = &dev->vrings[q];
 	uint64_t one = 1;
 
-	if (vr->broken_reported)
+	if (w->wake_fd >= 0 && write(w->wake_fd, &one, sizeof(one)) < 0)
+		(void)0; /* counter full: already awake */
+}
+
+int viod_worker_watch(struct viod_worker *w, int fd, uint64_t tag)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = tag };
+
+	return epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
+}
+
+void viod_worker_unwatch(struct viod_worker *w, int fd)
+{
+	epoll_ctl(w->epfd, EPOLL_CTL_DEL, fd, NULL);
+}
+
+struct viod_ratelimit *viod_worker_ratelimit(const struct viod_dev *dev);
+struct viod_ratelimit *viod_worker_ratelimit(const struct viod_dev *dev)
+{
+	struct viod_worker *w = current_worker;
+
+	return w && w->dev == dev ? &w->rl : NULL;
+}
+
+/* ---- commands ---- */
+
+void viod_cmd_submit(struct viod_dev *dev, struct viod_cmd *cmd)
+{
+	int rc;
+
+	if (dev->inline_mode) {
+		rc = viod_cmd_run(dev, cmd);
+		if (rc != VIOD_CMD_DEFERRED) {
+			cmd->rc = rc;
+			viod_cmd_complete(dev, cmd);
+		}
 		return;
-	vr->broken_reported = true;
-	dev->needs_reset = true;
-	if (vr->err_fd >= 0 && write(vr->err_fd, &one, sizeof(one)) < 0)
-		(void)0;
-	if (viod_ratelimit_ok(&rl))
-		g_warning("%s: queue %u: guest violated the ring protocol; queue stopped until reset",
-			  dev->id, q);
-}
-
-/* One guarded call into guest memory for ring q (see guard.c). */
-struct ring_call {
-	struct viod_dev *dev;
-	unsigned int q;
-	bool enable;
-	unsigned int result;
-};
-
-static void call_handler(void *arg)
-{
-	struct ring_call *c = arg;
-
-	c->result = c->dev->ops->queue_handler(c->dev, c->q);
-}
-
-static void call_notify(void *arg)
-{
-	struct ring_call *c = arg;
-	struct viod_vq *vq = &c->dev->vrings[c->q].vq;
-
-	viod_vq_set_notify(vq, c->enable);
-	c->result = c->enable ? viod_vq_pending(vq) : 0;
-}
-
-/* Runs fn for ring q; a front-end that truncated guest memory under the
- * ring breaks that ring only. */
-static unsigned int ring_guarded(struct viod_dev *dev, unsigned int q,
-				 void (*fn)(void *), bool enable)
-{
-	struct ring_call c = { .dev = dev, .q = q, .enable = enable };
-	struct viod_vring *vr = &dev->vrings[q];
-
-	if (viod_guard_run(fn, &c) < 0) {
-		vr->vq.broken = true;
-		vr->vq.errors++;
-		return 0;
 	}
-	return c.result;
+	pthread_mutex_lock(&dev->cmd_lock);
+	cmd->next = NULL;
+	if (dev->cmd_tail)
+		dev->cmd_tail->next = cmd;
+	else
+		dev->cmd_head = cmd;
+	dev->cmd_tail = cmd;
+	pthread_mutex_unlock(&dev->cmd_lock);
+	viod_worker_wake(&dev->workers[0]);
 }
 
-/* Runs the handlers once over every running ring; dp_lock held. */
-static unsigned int serve_rings(struct viod_dev *dev, bool *polled)
+void viod_cmd_complete(struct viod_dev *dev, struct viod_cmd *cmd)
 {
-	unsigned int work = 0;
+	uint64_t one = 1;
+
+	pthread_mutex_lock(&dev->cmd_lock);
+	cmd->next = NULL;
+	if (dev->done_tail)
+		dev->done_tail->next = cmd;
+	else
+		dev->done_head = cmd;
+	dev->done_tail = cmd;
+	pthread_mutex_unlock(&dev->cmd_lock);
+	if (write(dev->notify_fd, &one, sizeof(one)) < 0)
+		(void)0; /* counter full: the control thread will look */
+}
+
+void viod_workers_park(struct viod_dev *dev)
+{
+	if (dev->nworkers < 2 || dev->inline_mode)
+		return;
+	for (unsigned int i = 1; i < dev->nworkers; i++) {
+		atomic_store(&dev->workers[i].park_req, true);
+		viod_worker_wake(&dev->workers[i]);
+	}
+	pthread_mutex_lock(&dev->park_lock);
+	for (unsigned int i = 1; i < dev->nworkers; i++)
+		while (dev->workers[i].started && !dev->workers[i].parked)
+			pthread_cond_wait(&dev->park_cond, &dev->park_lock);
+	pthread_mutex_unlock(&dev->park_lock);
+}
+
+void viod_workers_unpark(struct viod_dev *dev)
+{
+	if (dev->nworkers < 2 || dev->inline_mode)
+		return;
+	pthread_mutex_lock(&dev->park_lock);
+	for (unsigned int i = 1; i < dev->nworkers; i++)
+		atomic_store(&dev->workers[i].park_req, false);
+	pthread_cond_broadcast(&dev->park_cond);
+	pthread_mutex_unlock(&dev->park_lock);
+}
+
+static void park_self(struct viod_worker *w)
+{
+	struct viod_dev *dev = w->dev;
+
+	pthread_mutex_lock(&dev->park_lock);
+	w->parked = true;
+	pthread_cond_broadcast(&dev->park_cond);
+	while (atomic_load(&w->park_req))
+		pthread_cond_wait(&dev->park_cond, &dev->park_lock);
+	w->parked = false;
+	pthread_mutex_unlock(&dev->park_lock);
+}
+
+/* The primary: runs every queued command with the other workers parked. */
+static bool run_commands(struct viod_dev *dev)
+{
+	struct viod_cmd *cmd;
+
+	pthread_mutex_lock(&dev->cmd_lock);
+	cmd = dev->cmd_head;
+	dev->cmd_head = dev->cmd_tail = NULL;
+	pthread_mutex_unlock(&dev->cmd_lock);
+	if (!cmd)
+		return false;
+	viod_workers_park(dev);
+	while (cmd) {
+		struct viod_cmd *next = cmd->next;
+		int rc = viod_cmd_run(dev, cmd);
+
+		if (rc != VIOD_CMD_DEFERRED) {
+			cmd->rc = rc;
+			viod_cmd_complete(dev, cmd);
+		}
+		cmd = next;
+	}
+	viod_workers_unpark(dev);
+	return true;
+}
+
+/* ---- the loop ---- */
+
+/* A ring is worth calling now: served, not throttled, not blocked. */
+static bool ring_ready(struct viod_vring *vr, uint64_t now)
+{
+	if (atomic_exchange_explicit(&vr->wake, false, memory_order_acq_rel) &&
+	    vr->last == VIOD_SERVE_BLOCKED)
+		vr->last = VIOD_SERVE_IDLE;
+	if (!viod_vring_served(vr))
+		return false;
+	if (vr->throttle_until > now)
+		return false;
+	if (vr->throttle_until) {
+		vr->throttle_until = 0;
+		vr->last = VIOD_SERVE_IDLE;
+	}
+	return vr->last != VIOD_SERVE_BLOCKED || vr->state == RING_STOPPING;
+}
+
+/* Runs every ready ring and source once; true if any made progress. */
+static bool serve_once(struct viod_worker *w, uint64_t now, bool *polled)
+{
+	bool progress = false;
 
 	*polled = false;
-	for (unsigned int q = 0; q < dev->ops->num_queues; q++) {
-		struct viod_vring *vr = &dev->vrings[q];
+	for (unsigned int i = 0; i < w->nrings; i++) {
+		struct viod_vring *vr = w->rings[i];
 
-		if (!viod_vring_running(vr)) {
-			if (vr->vq.broken && vr->started)
-				report_broken(dev, q);
+		if (!ring_ready(vr, now))
 			continue;
-		}
 		*polled |= vr->polled;
-		work += ring_guarded(dev, q, call_handler, false);
-		if (vr->vq.broken)
-			report_broken(dev, q);
+		vr->last = viod_vring_serve(vr);
+		progress |= vr->last == VIOD_SERVE_PROGRESS;
 	}
-	return work;
+	for (unsigned int i = 0; i < w->nsources; i++)
+		progress |= w->sources[i].poll(w->sources[i].opaque) == VIOD_SERVE_PROGRESS;
+	if (progress)
+		/* Progress may have freed what a blocked ring waited for. */
+		for (unsigned int i = 0; i < w->nrings; i++)
+			if (w->rings[i]->last == VIOD_SERVE_BLOCKED && !w->rings[i]->throttle_until)
+				w->rings[i]->last = VIOD_SERVE_IDLE;
+	return progress;
 }
 
-/* Enables or disables guest kicks on every running ring; dp_lock held.
- * Returns the number of chains already pending (re-check after enable). */
-static unsigned int set_notify_all(struct viod_dev *dev, bool enable)
+/* Enables kicks on the idle rings; returns chains already waiting. */
+static unsigned int arm_rings(struct viod_worker *w, bool enable)
 {
 	unsigned int pending = 0;
 
-	for (unsigned int q = 0; q < dev->ops->num_queues; q++)
-		if (viod_vring_running(&dev->vrings[q]))
-			pending += ring_guarded(dev, q, call_notify, enable);
+	for (unsigned int i = 0; i < w->nrings; i++) {
+		struct viod_vring *vr = w->rings[i];
+
+		if (!viod_vring_served(vr) || (enable && vr->last == VIOD_SERVE_BLOCKED))
+			continue;
+		pending += viod_vring_pending(vr, enable);
+	}
 	return pending;
 }
 
-/*
- * Clears the eventfds epoll reported; dp_lock held, so that an fd the
- * control thread closed (and whose number may be reused) is never read.
- * Kick fds are non-blocking (set when received).
- */
-static void drain(struct viod_dev *dev, const struct epoll_event *ev, int n)
+/* Milliseconds until the earliest throttle deadline (-1: none). */
+static int sleep_timeout(struct viod_worker *w, uint64_t now, bool polled)
 {
-	for (int i = 0; i < n; i++) {
-		int fd = ev[i].data.fd;
-		bool ours = fd == dev->wake_fd;
-		uint64_t v;
+	uint64_t first = UINT64_MAX;
 
-		for (unsigned int q = 0; !ours && q < dev->ops->num_queues; q++)
-			ours = dev->vrings[q].kick_fd == fd;
-		if (ours && read(fd, &v, sizeof(v)) < 0)
+	for (unsigned int i = 0; i < w->nrings; i++) {
+		struct viod_vring *vr = w->rings[i];
+
+		if (viod_vring_served(vr) && vr->throttle_until && vr->throttle_until < first)
+			first = vr->throttle_until;
+	}
+	if (polled)
+		return 1; /* a ring without a kick fd: keep looking */
+	if (first == UINT64_MAX)
+		return -1;
+	return first <= now ? 0 : (int)((first - now + 999999) / 1000000);
+}
+
+/* Clears the eventfds epoll reported; a kick unblocks its ring. */
+static void drain(struct viod_worker *w, const struct epoll_event *ev, int n)
+{
+	struct viod_dev *dev = w->dev;
+
+	for (int i = 0; i < n; i++) {
+		uint64_t tag = ev[i].data.u64, v;
+		int fd = -1;
+
+		if (tag == TAG_WAKE) {
+			fd = w->wake_fd;
+		} else if (tag < VIOD_MAX_VRINGS && dev->vrings[tag]) {
+			struct viod_vring *vr = dev->vrings[tag];
+
+			fd = vr->kick_fd;
+			if (vr->last == VIOD_SERVE_BLOCKED && !vr->throttle_until)
+				vr->last = VIOD_SERVE_IDLE;
+		}
+		/* Kick fds are non-blocking (set when received). */
+		if (fd >= 0 && read(fd, &v, sizeof(v)) < 0)
 			(void)0; /* spurious wake-up */
 	}
 }
 
 static void *worker_main(void *arg)
 {
-	struct viod_dev *dev = arg;
+	struct viod_worker *w = arg;
+	struct viod_dev *dev = w->dev;
 	uint64_t last_work = viod_now_ns();
-	uint32_t poll_ns = 0;
 
-	for (;;) {
+	current_worker = w;
+	while (!atomic_load(&w->stop)) {
 		struct epoll_event ev[16];
-		unsigned int work;
-		bool polled = false, throttled;
+		bool polled, progress;
 		uint64_t now, t0;
-		int timeout = -1, n;
+		int n;
 
-		while (atomic_load_explicit(&dev->ctl_waiting, memory_order_acquire))
-			sched_yield();
-		pthread_mutex_lock(&dev->dp_lock);
-		if (dev->worker_stop) {
-			pthread_mutex_unlock(&dev->dp_lock);
-			break;
+		if (w->index == 0) {
+			if (run_commands(dev))
+				last_work = viod_now_ns();
+		} else if (atomic_load(&w->park_req)) {
+			park_self(w);
+			continue;
 		}
 		now = viod_now_ns();
-		throttled = dev->throttle_until > now;
-		work = throttled ? 0 : serve_rings(dev, &polled);
-		pthread_mutex_unlock(&dev->dp_lock);
-
-		if (work) {
+		progress = serve_once(w, now, &polled);
+		if (progress) {
 			last_work = viod_now_ns();
 			continue;
 		}
-		if (!throttled && now - last_work < poll_ns) {
+		if (now - last_work < w->poll_ns) {
 			if (now - last_work < POLL_BUSY_NS)
 				cpu_relax();
 			else
 				sched_yield();
 			continue;
 		}
-
-		pthread_mutex_lock(&dev->dp_lock);
-		if (!throttled && set_notify_all(dev, true)) {
-			set_notify_all(dev, false);
-			pthread_mutex_unlock(&dev->dp_lock);
+		if (arm_rings(w, true)) {
+			arm_rings(w, false);
 			continue;
 		}
-		if (throttled)
-			timeout = (int)((dev->throttle_until - now + 999999) / 1000000);
-		else if (polled)
-			timeout = 1; /* a ring without a kick fd: keep looking */
-		pthread_mutex_unlock(&dev->dp_lock);
-
 		t0 = viod_now_ns();
-		n = epoll_wait(dev->epfd, ev, 16, timeout);
+		n = epoll_wait(w->epfd, ev, 16, sleep_timeout(w, t0, polled));
 		now = viod_now_ns();
-
-		while (atomic_load_explicit(&dev->ctl_waiting, memory_order_acquire))
-			sched_yield();
-		pthread_mutex_lock(&dev->dp_lock);
-		drain(dev, ev, n);
-		set_notify_all(dev, false);
-		pthread_mutex_unlock(&dev->dp_lock);
-
-		if (n > 0 && !throttled) {
+		if (n > 0)
+			drain(w, ev, n);
+		arm_rings(w, false);
+		if (n > 0) {
 			if (now - t0 < dev->poll_max_ns)
-				poll_ns = poll_ns ? poll_ns * 2 : POLL_GROW_START_NS;
+				w->poll_ns = w->poll_ns ? w->poll_ns * 2 : POLL_GROW_START_NS;
 			else
-				poll_ns /= 2;
-			if (poll_ns > dev->poll_max_ns)
-				poll_ns = dev->poll_max_ns;
+				w->poll_ns /= 2;
+			if (w->poll_ns > dev->poll_max_ns)
+				w->poll_ns = dev->poll_max_ns;
 		}
 		last_work = now;
 	}
 	return NULL;
 }
 
-void viod_worker_wake(struct viod_dev *dev)
-{
-	uint64_t one = 1;
+/* ---- set-up ---- */
 
-	if (dev->wake_fd >= 0 && write(dev->wake_fd, &one, sizeof(one)) < 0)
-		(void)0; /* counter full: already awake */
+/* Gives every ring the device serves its worker (queue_worker). */
+void viod_workers_assign(struct viod_dev *dev)
+{
+	for (unsigned int i = 0; i < dev->nworkers; i++)
+		dev->workers[i].nrings = 0;
+	for (unsigned int q = 0; q < dev->num_queues; q++) {
+		struct viod_vring *vr = viod_dev_vring(dev, q);
+		unsigned int wi = dev->ops->queue_worker ?
+				  dev->ops->queue_worker(dev, q) % dev->nworkers : 0;
+		struct viod_worker *w = &dev->workers[wi];
+
+		vr->w = w;
+		w->rings[w->nrings++] = vr;
+	}
 }
 
-int viod_worker_watch(struct viod_dev *dev, int fd)
+static int worker_init(struct viod_dev *dev, struct viod_worker *w, unsigned int i)
 {
-	struct epoll_event ev = { .events = EPOLLIN, .data.fd = fd };
-
-	return epoll_ctl(dev->epfd, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
-}
-
-void viod_worker_unwatch(struct viod_dev *dev, int fd)
-{
-	epoll_ctl(dev->epfd, EPOLL_CTL_DEL, fd, NULL);
-}
-
-int viod_worker_init(struct viod_dev *dev)
-{
-	dev->epfd = epoll_create1(EPOLL_CLOEXEC);
-	dev->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (dev->epfd < 0 || dev->wake_fd < 0)
+	w->dev = dev;
+	w->index = i;
+	w->epfd = epoll_create1(EPOLL_CLOEXEC);
+	w->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	w->rings = g_new0(struct viod_vring *, dev->num_queues ? dev->num_queues : 1);
+	if (w->epfd < 0 || w->wake_fd < 0)
 		return -errno;
-	return viod_worker_watch(dev, dev->wake_fd);
+	return viod_worker_watch(w, w->wake_fd, TAG_WAKE);
 }
 
-int viod_worker_start(struct viod_dev *dev)
+/*
+ * Creates the device's workers and assigns its rings; starts the threads
+ * unless the device runs inline (tests and fuzzers drive it themselves).
+ */
+int viod_workers_start(struct viod_dev *dev)
 {
-	int rc = viod_worker_init(dev);
+	int rc = 0;
 
+	dev->workers = g_new0(struct viod_worker, dev->nworkers);
+	for (unsigned int i = 0; i < dev->nworkers; i++)
+		dev->workers[i].epfd = dev->workers[i].wake_fd = -1;
+	for (unsigned int i = 0; i < dev->nworkers && rc == 0; i++)
+		rc = worker_init(dev, &dev->workers[i], i);
 	if (rc < 0)
 		return rc;
-	rc = pthread_create(&dev->worker, NULL, worker_main, dev);
-	if (rc)
-		return -rc;
-	dev->worker_started = true;
+	viod_workers_assign(dev);
+	if (dev->inline_mode)
+		return 0;
+	for (unsigned int i = 0; i < dev->nworkers; i++) {
+		rc = pthread_create(&dev->workers[i].thread, NULL, worker_main, &dev->workers[i]);
+		if (rc)
+			return -rc;
+		dev->workers[i].started = true;
+	}
 	return 0;
 }
 
-void viod_worker_stop(struct viod_dev *dev)
+void viod_workers_stop(struct viod_dev *dev)
 {
-	if (dev->worker_started) {
-		viod_dev_lock(dev);
-		dev->worker_stop = true;
-		viod_dev_unlock(dev);
-		pthread_join(dev->worker, NULL);
-		dev->worker_started = false;
+	if (!dev->workers)
+		return;
+	viod_workers_unpark(dev);
+	for (unsigned int i = 0; i < dev->nworkers; i++) {
+		struct viod_worker *w = &dev->workers[i];
+
+		atomic_store(&w->stop, true);
+		atomic_store(&w->park_req, false);
+		viod_worker_wake(w);
 	}
-	if (dev->epfd >= 0)
-		close(dev->epfd);
-	if (dev->wake_fd >= 0)
-		close(dev->wake_fd);
-	dev->epfd = dev->wake_fd = -1;
+	pthread_mutex_lock(&dev->park_lock);
+	pthread_cond_broadcast(&dev->park_cond);
+	pthread_mutex_unlock(&dev->park_lock);
+	for (unsigned int i = 0; i < dev->nworkers; i++) {
+		struct viod_worker *w = &dev->workers[i];
+
+		if (w->started)
+			pthread_join(w->thread, NULL);
+		w->started = false;
+		if (w->epfd >= 0)
+			close(w->epfd);
+		if (w->wake_fd >= 0)
+			close(w->wake_fd);
+		g_free(w->rings);
+	}
+	g_free(dev->workers);
+	dev->workers = NULL;
+}
+
+/* Inline mode: commands already ran; serves every ring once. */
+unsigned int viod_dev_run_queues(struct viod_dev *dev)
+{
+	unsigned int progress = 0;
+	bool polled;
+
+	current_worker = dev->workers ? &dev->workers[0] : NULL;
+	for (unsigned int i = 0; i < dev->nworkers; i++)
+		progress += serve_once(&dev->workers[i], viod_now_ns(), &polled);
+	current_worker = NULL;
+	return progress;
 }

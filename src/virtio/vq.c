@@ -105,7 +105,8 @@ static void indirect_read(const struct iovec *tbl, unsigned int ntbl,
 	__asm__ __volatile__("" ::: "memory");
 }
 
-static int vq_walk(struct viod_vq *vq, uint16_t head, struct viod_vq_elem *e)
+static int vq_walk(struct viod_vq *vq, uint16_t head, struct viod_vq_chain *e,
+		   struct iovec *iov, unsigned int cap)
 {
 	struct iovec tbl[4];
 	unsigned int ntbl = 0;
@@ -159,8 +160,7 @@ static int vq_walk(struct viod_vq *vq, uint16_t head, struct viod_vq_elem *e)
 			return -EINVAL;
 		seen_write |= (flags & VRING_DESC_F_WRITE) != 0;
 		used_iov = e->out_num + e->in_num;
-		n = viod_mem_map_iov(vq->mem, addr, len, &e->iov[used_iov],
-				     VIOD_VQ_MAX_IOV - used_iov);
+		n = viod_mem_map_iov(vq->mem, addr, len, &iov[used_iov], cap - used_iov);
 		if (n < 0)
 			return n;
 		if (flags & VRING_DESC_F_WRITE) {
@@ -178,7 +178,8 @@ static int vq_walk(struct viod_vq *vq, uint16_t head, struct viod_vq_elem *e)
 	}
 }
 
-int viod_vq_pop(struct viod_vq *vq, struct viod_vq_elem *e)
+int viod_vq_pop_iov(struct viod_vq *vq, struct viod_vq_chain *c,
+		    struct iovec *iov, unsigned int cap)
 {
 	uint16_t avail_idx, head;
 
@@ -193,9 +194,35 @@ int viod_vq_pop(struct viod_vq *vq, struct viod_vq_elem *e)
 	head = le16toh(LOAD(&vq->avail->ring[vq->last_avail & (vq->num - 1)]));
 	if (head >= vq->num)
 		return vq_fail(vq);
-	if (vq_walk(vq, head, e) < 0)
+	if (vq_walk(vq, head, c, iov, cap > VIOD_VQ_MAX_IOV ? VIOD_VQ_MAX_IOV : cap) < 0)
 		return vq_fail(vq);
 	vq->last_avail++;
+	return 1;
+}
+
+int viod_vq_pop(struct viod_vq *vq, struct viod_vq_elem *e)
+{
+	struct viod_vq_chain c;
+	int rc = viod_vq_pop_iov(vq, &c, e->iov, VIOD_VQ_MAX_IOV);
+
+	if (rc == 1) {
+		e->head = c.head;
+		e->out_num = c.out_num;
+		e->in_num = c.in_num;
+		e->out_len = c.out_len;
+		e->in_len = c.in_len;
+	}
+	return rc;
+}
+
+int viod_vq_walk_head(struct viod_vq *vq, uint16_t head, struct viod_vq_chain *c,
+		      struct iovec *iov, unsigned int cap)
+{
+	if (vq->broken)
+		return -EIO;
+	if (head >= vq->num ||
+	    vq_walk(vq, head, c, iov, cap > VIOD_VQ_MAX_IOV ? VIOD_VQ_MAX_IOV : cap) < 0)
+		return vq_fail(vq);
 	return 1;
 }
 
@@ -204,18 +231,35 @@ void viod_vq_unpop(struct viod_vq *vq)
 	vq->last_avail--;
 }
 
-void viod_vq_push(struct viod_vq *vq, uint16_t head, uint32_t len)
+void viod_vq_rewind(struct viod_vq *vq, uint16_t n)
+{
+	vq->last_avail = (uint16_t)(vq->last_avail - n);
+}
+
+void viod_vq_fill(struct viod_vq *vq, uint16_t head, uint32_t len, uint16_t off)
 {
 	struct vring_used_elem *u;
 
 	if (vq->broken)
 		return;
-	u = &vq->used->ring[vq->used_idx & (vq->num - 1)];
+	u = &vq->used->ring[(uint16_t)(vq->used_idx + off) & (vq->num - 1)];
 	STORE(&u->id, htole32(head));
 	STORE(&u->len, htole32(len));
-	vq->used_idx++;
-	/* The element must be visible before the index that publishes it. */
+}
+
+void viod_vq_flush(struct viod_vq *vq, uint16_t n)
+{
+	if (vq->broken || n == 0)
+		return;
+	vq->used_idx = (uint16_t)(vq->used_idx + n);
+	/* The elements must be visible before the index that publishes them. */
 	STORE_REL(&vq->used->idx, htole16(vq->used_idx));
+}
+
+void viod_vq_push(struct viod_vq *vq, uint16_t head, uint32_t len)
+{
+	viod_vq_fill(vq, head, len, 0);
+	viod_vq_flush(vq, 1);
 }
 
 bool viod_vq_need_call(struct viod_vq *vq)

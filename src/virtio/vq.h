@@ -43,10 +43,19 @@ struct viod_vq {
 };
 
 /*
- * One popped chain. iov[0 .. out_num) are device-readable, then
- * iov[out_num .. out_num + in_num) device-writable; out_len and in_len
- * are their byte totals.
+ * One popped chain, described over an iovec array the caller supplies:
+ * iov[0 .. out_num) are device-readable, then iov[out_num .. out_num +
+ * in_num) device-writable; out_len and in_len are their byte totals.
  */
+struct viod_vq_chain {
+	uint16_t head;
+	unsigned int out_num;
+	unsigned int in_num;
+	uint64_t out_len;
+	uint64_t in_len;
+};
+
+/* A chain with room for the most iovecs a walk may produce. */
 struct viod_vq_elem {
 	uint16_t head;
 	unsigned int out_num;
@@ -83,11 +92,39 @@ unsigned int viod_vq_pending(struct viod_vq *vq);
  */
 int viod_vq_pop(struct viod_vq *vq, struct viod_vq_elem *e);
 
+/*
+ * The same over a caller's iovec array of cap (<= VIOD_VQ_MAX_IOV)
+ * entries: a chain needing more iovecs breaks the ring, so a device sets
+ * cap to what the virtio spec lets its requests need.
+ */
+int viod_vq_pop_iov(struct viod_vq *vq, struct viod_vq_chain *c,
+		    struct iovec *iov, unsigned int cap);
+
+/*
+ * Walks the chain at head without consuming the avail ring (inflight
+ * resubmission: the head comes from the front-end's inflight region). 1,
+ * or -EIO if head or the chain is bad (the ring is then broken).
+ */
+int viod_vq_walk_head(struct viod_vq *vq, uint16_t head, struct viod_vq_chain *c,
+		      struct iovec *iov, unsigned int cap);
+
 /* Undoes the last pop (e.g. a device that cannot serve a chain yet). */
 void viod_vq_unpop(struct viod_vq *vq);
 
+/* Undoes the last n pops, newest first. */
+void viod_vq_rewind(struct viod_vq *vq, uint16_t n);
+
 /* Returns a chain to the guest: len is the bytes actually written. */
 void viod_vq_push(struct viod_vq *vq, uint16_t head, uint32_t len);
+
+/*
+ * Batched completion: fill writes the used entry off places after the
+ * last published one, without publishing it; flush publishes n filled
+ * entries with a single used->idx store (so a guest never sees part of a
+ * batch, which MRG_RXBUF needs). push is fill(.., 0) + flush(1).
+ */
+void viod_vq_fill(struct viod_vq *vq, uint16_t head, uint32_t len, uint16_t off);
+void viod_vq_flush(struct viod_vq *vq, uint16_t n);
 
 /* Whether the guest wants an interrupt for what was pushed (EVENT_IDX aware). */
 bool viod_vq_need_call(struct viod_vq *vq);

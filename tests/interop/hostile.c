@@ -174,9 +174,8 @@ static void framing_attacks(void)
 	fds[0] = eventfd(0, EFD_CLOEXEC);
 	attack("SET_VRING_NUM with an extra fd", VU_SET_VRING_NUM, VU_FLAG_VERSION,
 	       8, &(struct vhost_vring_state){ 0, 256 }, 8, fds, 1);
-	u64 = 200;
-	attack("SET_VRING_KICK for queue 200", VU_SET_VRING_KICK, VU_FLAG_VERSION,
-	       8, &u64, 8, fds, 1);
+	attack("SET_VRING_NUM for queue 300 (indices travel in 8 bits)", VU_SET_VRING_NUM,
+	       VU_FLAG_VERSION, 8, &(struct vhost_vring_state){ 300, 256 }, 8, NULL, 0);
 	u64 = 0;
 	attack("SET_VRING_KICK missing its fd", VU_SET_VRING_KICK, VU_FLAG_VERSION,
 	       8, &u64, 8, NULL, 0);
