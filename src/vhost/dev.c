@@ -152,6 +152,18 @@ struct viod_dev *viod_dev_new(const struct viod_device_ops *ops, const char *id)
 	return dev;
 }
 
+struct viod_dev *viod_dev_new_inline(const struct viod_device_ops *ops, const char *id)
+{
+	struct viod_dev *dev = viod_dev_new(ops, id);
+
+	dev->inline_mode = true;
+	if (viod_workers_start(dev) < 0) {
+		viod_dev_free(dev);
+		return NULL;
+	}
+	return dev;
+}
+
 struct viod_vring *viod_dev_vring(struct viod_dev *dev, unsigned int qidx)
 {
 	if (qidx >= VIOD_MAX_VRINGS)
@@ -169,6 +181,7 @@ void viod_dev_free(struct viod_dev *dev)
 
 	if (!dev)
 		return;
+	viod_workers_stop(dev);
 	for (unsigned int q = 0; q < VIOD_MAX_VRINGS; q++) {
 		if (!dev->vrings[q])
 			continue;
@@ -311,8 +324,8 @@ const struct viod_mem *viod_dev_mem(struct viod_dev *dev)
 
 uint64_t viod_dev_mem_page_size(struct viod_dev *dev, unsigned int region)
 {
-	return dev->mt && region < dev->mt->mem.nregions ? dev->mt->maps[region]->page_size :
-							   4096;
+	return dev->mt && region < dev->mt->mem.nregions && dev->mt->maps[region] ?
+	       dev->mt->maps[region]->page_size : 4096;
 }
 
 static uint64_t fd_allocated(int fd)
@@ -329,7 +342,7 @@ int64_t viod_dev_mem_discard(struct viod_dev *dev, unsigned int region,
 	const struct viod_memmap *map;
 	uint64_t off, before, after;
 
-	if (!dev->mt || region >= dev->mt->mem.nregions)
+	if (!dev->mt || region >= dev->mt->mem.nregions || !dev->mt->maps[region])
 		return -EINVAL;
 	r = &dev->mt->mem.regions[region];
 	map = dev->mt->maps[region];
@@ -359,7 +372,7 @@ uint64_t viod_dev_mem_allocated(struct viod_dev *dev)
 	for (unsigned int i = 0; i < dev->mt->mem.nregions; i++) {
 		bool seen = false;
 
-		if (fstat(dev->mt->maps[i]->fd, &st[i]) < 0) {
+		if (!dev->mt->maps[i] || fstat(dev->mt->maps[i]->fd, &st[i]) < 0) {
 			st[i].st_ino = 0;
 			continue;
 		}

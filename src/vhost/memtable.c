@@ -56,7 +56,8 @@ struct viod_memtable *viod_memtable_clone(struct viod_dev *dev,
 	c->total = t->total;
 	for (unsigned int i = 0; i < t->mem.nregions; i++) {
 		c->maps[i] = t->maps[i];
-		atomic_fetch_add(&c->maps[i]->refs, 1);
+		if (c->maps[i])
+			atomic_fetch_add(&c->maps[i]->refs, 1);
 	}
 	return c;
 }
@@ -154,7 +155,8 @@ int viod_memtable_remove(struct viod_memtable *t, const struct viod_vu_region *v
 		if (r->gpa != vr->gpa || r->uva != vr->uva || r->size != vr->size)
 			continue;
 		t->total -= r->size;
-		map_unref(t->maps[i]);
+		if (t->maps[i])
+			map_unref(t->maps[i]);
 		t->maps[i] = t->maps[last];
 		t->mem.regions[i] = t->mem.regions[last];
 		t->maps[last] = NULL;
@@ -174,7 +176,8 @@ void viod_memtable_unref(struct viod_memtable *t)
 	if (!t || atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) != 1)
 		return;
 	for (unsigned int i = 0; i < t->mem.nregions; i++)
-		map_unref(t->maps[i]);
+		if (t->maps[i])
+			map_unref(t->maps[i]);
 	/* Nothing uses the old mapping any more: the change can be acked. */
 	if (t->on_release)
 		viod_cmd_complete(t->dev, t->on_release);

@@ -273,6 +273,24 @@ static int mem_swap(struct viod_dev *dev, struct viod_memtable *t, struct viod_c
 	return VIOD_CMD_DEFERRED;
 }
 
+int viod_dev_set_host_memory(struct viod_dev *dev, const struct viod_mem *mem)
+{
+	struct viod_memtable *t = viod_memtable_new(dev);
+	struct viod_cmd *cmd = g_new0(struct viod_cmd, 1);
+	int rc;
+
+	cmd->kind = CMD_RESET_CONN; /* a carrier nobody answers */
+	cmd->gen = UINT64_MAX;
+	cmd->reply_fd = -1;
+	t->mem = *mem;
+	for (unsigned int i = 0; i < mem->nregions; i++)
+		t->total += mem->regions[i].size;
+	rc = mem_swap(dev, t, cmd);
+	if (rc != VIOD_CMD_DEFERRED)
+		viod_cmd_free(cmd);
+	return rc == VIOD_CMD_DEFERRED ? 0 : rc;
+}
+
 static int set_mem_table(struct viod_dev *dev, struct viod_cmd *cmd)
 {
 	struct viod_memtable *t = viod_memtable_new(dev);

@@ -225,6 +225,28 @@ void viod_server_notified(struct viod_dev *dev)
 		conn_watch(dev);
 }
 
+void viod_dev_attach(struct viod_dev *dev, int fd)
+{
+	dev->conn_fd = fd;
+	dev->connections++;
+	viod_rxbuf_reset(&dev->rx, false);
+}
+
+int viod_dev_inject(struct viod_dev *dev, const struct viod_vu_msg *m, const int *fds,
+		    unsigned int nfds)
+{
+	if (dev->conn_fd < 0 || nfds > VU_MAX_FDS || m->hdr.size > VU_PAYLOAD_MAX) {
+		for (unsigned int i = 0; i < nfds; i++)
+			close(fds[i]);
+		return -1;
+	}
+	memcpy(&dev->rx.msg, m, VU_HDR_SIZE + m->hdr.size);
+	memcpy(dev->rx.fds, fds, nfds * sizeof(int));
+	dev->rx.nfds = nfds;
+	dev->rx.len = VU_HDR_SIZE + m->hdr.size;
+	return take_message(dev);
+}
+
 static gboolean on_notify(gint fd, GIOCondition cond, gpointer data)
 {
 	viod_server_notified(data);

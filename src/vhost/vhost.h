@@ -400,6 +400,21 @@ void viod_server_disconnect(struct viod_dev *dev, const char *why);
 /* Control thread: takes completed commands and counter changes. */
 void viod_server_notified(struct viod_dev *dev);
 
+/*
+ * Tests and fuzzers drive a device without threads. viod_dev_new_inline()
+ * makes one whose commands run at once on the caller's thread;
+ * viod_dev_attach() gives it a connected socket (replies go there);
+ * viod_dev_inject() hands it one request as if read from that socket (0,
+ * or -1 when the connection was dropped); viod_dev_run_queues() serves
+ * its rings once; viod_dev_set_host_memory() installs guest memory given
+ * as host buffers (no fds, so nothing can be punched).
+ */
+struct viod_dev *viod_dev_new_inline(const struct viod_device_ops *ops, const char *id);
+void viod_dev_attach(struct viod_dev *dev, int fd);
+int viod_dev_inject(struct viod_dev *dev, const struct viod_vu_msg *m, const int *fds,
+		    unsigned int nfds);
+int viod_dev_set_host_memory(struct viod_dev *dev, const struct viod_mem *mem);
+
 /* guard.c: runs fn(arg); -EFAULT if it touched guest memory the front-end
  * had truncated away (SIGBUS), 0 otherwise. Nests; any thread. */
 int viod_guard_run(void (*fn)(void *), void *arg);

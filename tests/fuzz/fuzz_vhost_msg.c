@@ -1,12 +1,14 @@
 /*
  * libFuzzer target: the vhost-user message parser and handlers. The input
  * is a sequence of records [nfds:1][header:12][payload:size], each fed to
- * viod_msg_check() and, when accepted, to viod_handle_msg(), exactly as
- * the server does (a failure resets the device as a disconnect would).
+ * a threadless (inline) device through viod_dev_inject(), exactly as the
+ * server takes a message off the socket: checked against the request
+ * table, handled, its data-path part run as a command at once (a failure
+ * drops the connection and resets the device; the next one connects).
  * File descriptors are fresh memfds (64 KiB, the first 4 KiB filled from
  * the last 4 KiB of the input, so a seed can end with a ring image) for memory-table requests and eventfds for all
  * others. After each message, running rings are served once, as the
- * worker would.
+ * worker would. The fuzz device offers INFLIGHT_SHMFD.
  */
 #include <stdint.h>
 #include <string.h>
@@ -24,23 +26,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 /* A device with config space and two queues, beside the real ones. */
 static uint8_t fz_config[32];
 
-static unsigned int fz_queue(struct viod_dev *dev, unsigned int q)
+static enum viod_serve fz_queue(struct viod_dev *dev, struct viod_queue *q)
 {
-	struct viod_vq *vq = viod_dev_vq(dev, q);
-	struct viod_vq_elem *e = viod_dev_elem(dev);
 	unsigned int n = 0;
+	struct viod_req *r;
 
-	while (n < 8 && viod_vq_pop(vq, e) > 0) {
+	while (n < 8 && (r = viod_queue_pop(q))) {
 		uint8_t buf[64];
-		size_t got = viod_iov_to_buf(e->iov, e->out_num, 0, buf, sizeof(buf));
+		size_t got = viod_iov_to_buf(r->iov, r->out_num, 0, buf, sizeof(buf));
 
-		viod_iov_from_buf(e->iov + e->out_num, e->in_num, 0, buf, got);
-		viod_vq_push(vq, e->head, (uint32_t)(got < e->in_len ? got : e->in_len));
+		viod_iov_from_buf(r->iov + r->out_num, r->in_num, 0, buf, got);
+		viod_queue_complete(q, r, (uint32_t)(got < r->in_len ? got : r->in_len));
 		n++;
 	}
-	if (n)
-		viod_dev_notify(dev, q);
-	return n;
+	return n ? VIOD_SERVE_PROGRESS : VIOD_SERVE_IDLE;
 }
 
 static void fz_config_read(struct viod_dev *dev, uint32_t off, void *buf, uint32_t len)
@@ -58,6 +57,8 @@ static const struct viod_device_ops fz_ops = {
 	.type = "fuzz",
 	.virtio_id = 42,
 	.num_queues = 2,
+	.queue_depth = 4,
+	.protocol_features = 1ull << VU_PF_INFLIGHT_SHMFD,
 	.config_size = sizeof(fz_config),
 	.queue_handler = fz_queue,
 	.config_read = fz_config_read,
@@ -89,35 +90,43 @@ static void drain_replies(int fd)
 		;
 }
 
+/* A connected socket pair: the device's end attached, ours returned. */
+static int connect_dev(struct viod_dev *dev)
+{
+	int sv[2];
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) < 0)
+		return -1;
+	viod_dev_attach(dev, sv[0]);
+	return sv[1];
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	const struct viod_device_ops *ops;
 	struct viod_dev *dev;
 	const uint8_t *fill;
 	size_t fill_len;
-	int sv[2];
+	int peer;
 
 	if (size < 1)
 		return 0;
 	fill_len = size < 4096 ? size : 4096;
 	fill = data + size - fill_len;
-	ops = (data[0] & 1) ? &fz_ops : &viod_rng_ops;
+	ops = (data[0] & 1) ? &fz_ops : viod_device_lookup("rng");
 	data++;
 	size--;
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+	dev = viod_dev_new_inline(ops, "fuzz0");
+	if (!dev)
 		return 0;
-	dev = viod_dev_new(ops, "fuzz0");
 	if (ops->init)
 		ops->init(dev, NULL);
-	if (viod_worker_init(dev) < 0)
-		goto out;
-	dev->conn_fd = sv[0];
+	peer = connect_dev(dev);
 
-	while (size >= 1 + VU_HDR_SIZE) {
+	while (peer >= 0 && size >= 1 + VU_HDR_SIZE) {
 		struct viod_vu_msg m;
 		int fds[VU_MAX_FDS];
 		unsigned int nfds = data[0] % (VU_MAX_FDS + 1);
-		const char *why;
 		size_t plen;
 
 		memset(&m, 0, sizeof(m));
@@ -136,27 +145,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 		for (unsigned int i = 0; i < nfds; i++)
 			fds[i] = make_fd(m.hdr.request, fill, fill_len);
-		if (viod_msg_check(dev, &m, nfds, &why) == 0) {
-			if (viod_handle_msg(dev, &m, fds, nfds) < 0)
-				viod_dev_reset_conn(dev);
-		} else {
-			for (unsigned int i = 0; i < nfds; i++)
-				if (fds[i] >= 0)
-					close(fds[i]);
+		if (viod_dev_inject(dev, &m, fds, nfds) < 0) {
+			/* Dropped and reset, as the server does: the next
+			 * front-end connects. */
+			close(peer);
+			peer = connect_dev(dev);
 		}
-		drain_replies(sv[1]);
-		for (unsigned int q = 0; q < ops->num_queues; q++)
-			if (viod_vring_running(&dev->vrings[q]))
-				ops->queue_handler(dev, q);
+		drain_replies(peer);
+		viod_dev_run_queues(dev);
 	}
-out:
-	dev->conn_fd = -1;
-	viod_dev_reset_conn(dev);
-	viod_worker_stop(dev);
+	viod_server_disconnect(dev, NULL);
 	if (ops->fini)
 		ops->fini(dev);
 	viod_dev_free(dev);
-	close(sv[0]);
-	close(sv[1]);
+	if (peer >= 0)
+		close(peer);
 	return 0;
 }

@@ -37,7 +37,20 @@
 
 #include "virtio/vq.h"
 #ifndef VIOD_FUZZ_NO_DEVICE
+#include <sys/socket.h>
+#include <unistd.h>
+#include <linux/virtio_config.h>
+
 #include "vhost/vhost.h"
+
+/* One request into the rng device, as if read from its socket. */
+static void inject(struct viod_dev *dev, uint32_t req, const void *p, uint32_t n)
+{
+	struct viod_vu_msg m = { .hdr = { .request = req, .flags = VU_FLAG_VERSION, .size = n } };
+
+	memcpy(&m.u, p, n);
+	viod_dev_inject(dev, &m, NULL, 0);
+}
 #endif
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -327,22 +340,39 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	 * bound the passes.
 	 */
 	{
-		struct viod_dev *dev = viod_dev_new(&viod_rng_ops, "fuzz");
-		struct viod_vring *vr = &dev->vrings[0];
+		struct viod_dev *dev = viod_dev_new_inline(viod_device_lookup("rng"), "fuzz");
+		const struct viod_mem_region *rd = &mem.regions[R_DESC];
+		const struct viod_mem_region *ra = &mem.regions[R_AVAIL];
+		const struct viod_mem_region *ru = &mem.regions[R_USED];
+		struct vhost_vring_addr addr = {
+			.index = 0, .desc_user_addr = rd->uva, .avail_user_addr = ra->uva,
+			.used_user_addr = ru->uva,
+		};
+		uint64_t features = (1ull << VIRTIO_F_VERSION_1) |
+				    (flags & FL_EVENT_IDX ? 1ull << VIRTIO_RING_F_EVENT_IDX : 0) |
+				    (flags & FL_INDIRECT ? 1ull << VIRTIO_RING_F_INDIRECT_DESC : 0);
+		uint64_t kick = VU_VRING_NOFD;
+		int sv[2];
 
-		viod_rng_ops.init(dev, NULL);
-		dev->mem = mem;
+		if (!dev || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+			viod_dev_free(dev);
+			goto out;
+		}
+		dev->ops->init(dev, NULL);
+		viod_dev_attach(dev, sv[0]);
 		((struct vring_used *)reg[R_USED])->idx = htole16(used_idx);
-		viod_vq_init(&vr->vq, &dev->mem, num, (struct vring_desc *)reg[R_DESC],
-			     (struct vring_avail *)reg[R_AVAIL],
-			     (struct vring_used *)reg[R_USED], last_avail,
-			     flags & FL_EVENT_IDX, flags & FL_INDIRECT);
-		vr->num = num;
-		vr->started = vr->enabled = vr->mapped = true;
-		for (int pass = 0; pass < 8 && viod_vring_running(vr); pass++)
-			if (viod_rng_ops.queue_handler(dev, 0) == 0)
+		viod_dev_set_host_memory(dev, &mem);
+		inject(dev, VU_SET_FEATURES, &features, 8);
+		inject(dev, VU_SET_VRING_NUM, &(struct vhost_vring_state){ 0, num }, 8);
+		inject(dev, VU_SET_VRING_ADDR, &addr, sizeof(addr));
+		inject(dev, VU_SET_VRING_BASE, &(struct vhost_vring_state){ 0, last_avail }, 8);
+		inject(dev, VU_SET_VRING_KICK, &kick, 8);
+		for (int pass = 0; pass < 8; pass++)
+			if (viod_dev_run_queues(dev) == 0)
 				break;
+		viod_server_disconnect(dev, NULL);
 		viod_dev_free(dev);
+		close(sv[1]);
 	}
 #endif
 
