@@ -182,14 +182,14 @@ void viod_dev_free(struct viod_dev *dev)
 	if (!dev)
 		return;
 	viod_workers_stop(dev);
+	viod_inflight_clear(dev);
 	for (unsigned int q = 0; q < VIOD_MAX_VRINGS; q++) {
 		if (!dev->vrings[q])
 			continue;
 		viod_vring_fini(dev->vrings[q]);
-		g_free(dev->vrings[q]);
+		g_clear_pointer(&dev->vrings[q], g_free);
 	}
 	viod_memtable_unref(dev->mt);
-	viod_inflight_clear(dev);
 	/* Completions nobody collected (stop_cmd ones included). */
 	while ((c = dev->done_head)) {
 		dev->done_head = c->next;

@@ -134,13 +134,15 @@ struct viod_vu_inflight {
 /*
  * The inflight region for split rings (vhost-user.rst, "Inflight I/O
  * tracking"): one QueueRegionSplit per queue, each 64-byte aligned.
+ * Natural alignment gives exactly the layout QEMU and libvhost-user use
+ * (16-byte header, 16-byte entries).
  */
 struct viod_inflight_desc {
 	uint8_t inflight;
 	uint8_t padding[5];
 	uint16_t next;
 	uint64_t counter;
-} __attribute__((packed));
+};
 
 struct viod_inflight_queue {
 	uint64_t features;
@@ -149,7 +151,7 @@ struct viod_inflight_queue {
 	uint16_t last_batch_head;
 	uint16_t used_idx;
 	struct viod_inflight_desc desc[];
-} __attribute__((packed));
+};
 
 #define VU_INFLIGHT_VERSION 1u
 #define VU_INFLIGHT_ALIGN 64u

@@ -241,7 +241,8 @@ int viod_dev_inject(struct viod_dev *dev, const struct viod_vu_msg *m, const int
 		return -1;
 	}
 	memcpy(&dev->rx.msg, m, VU_HDR_SIZE + m->hdr.size);
-	memcpy(dev->rx.fds, fds, nfds * sizeof(int));
+	if (nfds)
+		memcpy(dev->rx.fds, fds, nfds * sizeof(int));
 	dev->rx.nfds = nfds;
 	dev->rx.len = VU_HDR_SIZE + m->hdr.size;
 	return take_message(dev);
