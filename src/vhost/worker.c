@@ -427,6 +427,9 @@ void viod_workers_stop(struct viod_dev *dev)
 	}
 	g_free(dev->workers);
 	dev->workers = NULL;
+	for (unsigned int q = 0; q < VIOD_MAX_VRINGS; q++)
+		if (dev->vrings[q])
+			dev->vrings[q]->w = NULL;
 }
 
 /* Inline mode: commands already ran; serves every ring once. */
