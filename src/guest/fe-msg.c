@@ -4,12 +4,12 @@
  * docs/interop/vhost-user.rst. Contracts: frontend.h, fe-private.h.
  */
 #include "fe-private.h"
+#include "vhost/wire.h"
 
 #include <errno.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 
 /* ------------------------------------------------------------------ */
 /* Raw messages.                                                       */
@@ -17,41 +17,18 @@
 int viod_fe_send_bytes(int sock, const void *buf, size_t len, const int *fds,
 		       unsigned int nfds)
 {
-	union {
-		char b[CMSG_SPACE(sizeof(int) * VU_MAX_FDS)];
-		struct cmsghdr align;
-	} cbuf;
 	size_t done = 0;
 
 	if (nfds > VU_MAX_FDS || len == 0)
 		return -EINVAL;
-	memset(&cbuf, 0, sizeof(cbuf));
 	while (done < len) {
-		struct iovec iov = {
-			.iov_base = (char *)buf + done,
-			.iov_len = len - done,
-		};
-		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-		ssize_t n;
-
 		/* The fds ride with the first byte only. */
-		if (done == 0 && nfds > 0) {
-			struct cmsghdr *c;
+		ssize_t n = viod_wire_sendmsg(sock, (const char *)buf + done, len - done,
+					      done == 0 ? fds : NULL,
+					      done == 0 ? nfds : 0, 0);
 
-			mh.msg_control = cbuf.b;
-			mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
-			c = CMSG_FIRSTHDR(&mh);
-			c->cmsg_level = SOL_SOCKET;
-			c->cmsg_type = SCM_RIGHTS;
-			c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-			memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
-		}
-		n = sendmsg(sock, &mh, MSG_NOSIGNAL);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
+		if (n < 0)
+			return (int)n;
 		done += (size_t)n;
 	}
 	return 0;
@@ -85,27 +62,15 @@ int viod_fe_msg_send(int sock, uint32_t request, uint32_t flags, uint32_t size,
 
 /*
  * Reads exactly len bytes, collecting SCM_RIGHTS fds into fds[] (room for
- * VU_MAX_FDS; *nfds counts them). *lost is set when fds were dropped
- * (control data truncated or too many).
+ * VU_MAX_FDS; *nfds counts them). -EPROTO when fds were dropped (control
+ * data truncated or too many): the stream is then out of step.
  */
 static int fe_read_full(int sock, void *buf, size_t len, int *fds,
-			unsigned int *nfds, bool *lost, int timeout_ms)
+			unsigned int *nfds, int timeout_ms)
 {
-	union {
-		char b[CMSG_SPACE(sizeof(int) * VU_MAX_FDS)];
-		struct cmsghdr align;
-	} cbuf;
 	size_t got = 0;
 
 	while (got < len) {
-		struct iovec iov = {
-			.iov_base = (char *)buf + got,
-			.iov_len = len - got,
-		};
-		struct msghdr mh = {
-			.msg_iov = &iov, .msg_iovlen = 1,
-			.msg_control = cbuf.b, .msg_controllen = sizeof(cbuf.b),
-		};
 		ssize_t n;
 
 		if (timeout_ms >= 0) {
@@ -119,34 +84,14 @@ static int fe_read_full(int sock, void *buf, size_t len, int *fds,
 			if (pr == 0)
 				return -ETIMEDOUT;
 		}
-		n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
+		n = viod_wire_recv(sock, (char *)buf + got, len - got, fds, nfds,
+				   VU_MAX_FDS, 0);
+		if (n == -EMSGSIZE)
+			return -EPROTO;
+		if (n < 0)
+			return (int)n;
 		if (n == 0)
 			return -ECONNRESET;
-		for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-			size_t k;
-
-			if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-				continue;
-			k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-			for (size_t j = 0; j < k; j++) {
-				int fd;
-
-				memcpy(&fd, CMSG_DATA(c) + j * sizeof(int), sizeof(fd));
-				if (*nfds < VU_MAX_FDS) {
-					fds[(*nfds)++] = fd;
-				} else {
-					close(fd);
-					*lost = true;
-				}
-			}
-		}
-		if (mh.msg_flags & MSG_CTRUNC)
-			*lost = true;
 		got += (size_t)n;
 	}
 	return 0;
@@ -157,17 +102,15 @@ int viod_fe_msg_recv(int sock, struct viod_vu_msg *msg, int *fds,
 {
 	int local[VU_MAX_FDS];
 	unsigned int n = 0;
-	bool lost = false;
 	int r;
 
 	memset(&msg->hdr, 0, sizeof(msg->hdr));
-	r = fe_read_full(sock, &msg->hdr, VU_HDR_SIZE, local, &n, &lost, timeout_ms);
+	r = fe_read_full(sock, &msg->hdr, VU_HDR_SIZE, local, &n, timeout_ms);
 	if (r == 0 && msg->hdr.size > VU_PAYLOAD_MAX)
 		r = -EPROTO;
 	if (r == 0 && msg->hdr.size > 0)
-		r = fe_read_full(sock, &msg->u, msg->hdr.size, local, &n, &lost,
-				 timeout_ms);
-	if (r == 0 && (lost || (!fds && n > 0)))
+		r = fe_read_full(sock, &msg->u, msg->hdr.size, local, &n, timeout_ms);
+	if (r == 0 && !fds && n > 0)
 		r = -EPROTO;
 	if (r < 0) {
 		for (unsigned int i = 0; i < n; i++)
