@@ -36,10 +36,62 @@ void viod_fe_queue_release(struct viod_fe_queue *q)
 	q->ready = false;
 }
 
+/*
+ * Gives queue idx (ready: its ring and driver state laid out) new
+ * eventfds and sends SET_VRING_NUM/ADDR/BASE base/CALL/KICK, and
+ * SET_VRING_ENABLE 1 when F_PROTOCOL_FEATURES was negotiated. 0, or
+ * -errno with the eventfds closed again.
+ */
+static int fe_queue_start(struct viod_fe *fe, unsigned int idx,
+			  struct viod_fe_queue *q, uint16_t base)
+{
+	struct vhost_vring_addr addr;
+	int r;
+
+	q->kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	q->call_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (q->kick_fd < 0 || q->call_fd < 0) {
+		r = viod_fe_error(fe, -errno, "eventfd: %s", strerror(errno));
+		goto fail;
+	}
+
+	r = viod_fe_set_state(fe, VU_SET_VRING_NUM, idx, q->num);
+	if (r < 0)
+		goto fail;
+	memset(&addr, 0, sizeof(addr));
+	addr.index = idx;
+	addr.flags = 0;
+	addr.desc_user_addr = (uintptr_t)q->vqd.desc;
+	addr.avail_user_addr = (uintptr_t)q->vqd.avail;
+	addr.used_user_addr = (uintptr_t)q->vqd.used;
+	r = viod_fe_request(fe, VU_SET_VRING_ADDR, &addr, sizeof(addr), NULL, 0,
+			    NULL, 0);
+	if (r < 0)
+		goto fail;
+	r = viod_fe_set_state(fe, VU_SET_VRING_BASE, idx, base);
+	if (r < 0)
+		goto fail;
+	r = viod_fe_set_u64(fe, VU_SET_VRING_CALL, idx, &q->call_fd, 1);
+	if (r < 0)
+		goto fail;
+	r = viod_fe_set_u64(fe, VU_SET_VRING_KICK, idx, &q->kick_fd, 1);
+	if (r < 0)
+		goto fail;
+	if (viod_fe_has_feature(fe, VHOST_USER_F_PROTOCOL_FEATURES)) {
+		r = viod_fe_set_state(fe, VU_SET_VRING_ENABLE, idx, 1);
+		if (r < 0)
+			goto fail;
+	}
+	return 0;
+fail:
+	fe_close(&q->kick_fd);
+	fe_close(&q->call_fd);
+	return r;
+}
+
 int viod_fe_queue_setup(struct viod_fe *fe, unsigned int idx, uint16_t num)
 {
 	struct viod_fe_queue *q;
-	struct vhost_vring_addr addr;
 	size_t desc_sz, avail_sz, used_off, total;
 	bool event_idx;
 	int r;
@@ -77,43 +129,9 @@ int viod_fe_queue_setup(struct viod_fe *fe, unsigned int idx, uint16_t num)
 	q->num = num;
 	viod_vqd_set_interrupts(&q->vqd, false);
 
-	q->kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	q->call_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (q->kick_fd < 0 || q->call_fd < 0) {
-		r = viod_fe_error(fe, -errno, "eventfd: %s", strerror(errno));
-		goto fail;
-	}
-
-	r = viod_fe_set_state(fe, VU_SET_VRING_NUM, idx, num);
+	r = fe_queue_start(fe, idx, q, 0);
 	if (r < 0)
-		goto fail;
-	memset(&addr, 0, sizeof(addr));
-	addr.index = idx;
-	addr.flags = 0;
-	addr.desc_user_addr = (uintptr_t)q->vqd.desc;
-	addr.avail_user_addr = (uintptr_t)q->vqd.avail;
-	addr.used_user_addr = (uintptr_t)q->vqd.used;
-	r = viod_fe_request(fe, VU_SET_VRING_ADDR, &addr, sizeof(addr), NULL, 0,
-			    NULL, 0);
-	if (r < 0)
-		goto fail;
-	r = viod_fe_set_state(fe, VU_SET_VRING_BASE, idx, 0);
-	if (r < 0)
-		goto fail;
-	r = viod_fe_set_u64(fe, VU_SET_VRING_CALL, idx, &q->call_fd, 1);
-	if (r < 0)
-		goto fail;
-	r = viod_fe_set_u64(fe, VU_SET_VRING_KICK, idx, &q->kick_fd, 1);
-	if (r < 0)
-		goto fail;
-	if (viod_fe_has_feature(fe, VHOST_USER_F_PROTOCOL_FEATURES)) {
-		r = viod_fe_set_state(fe, VU_SET_VRING_ENABLE, idx, 1);
-		if (r < 0)
-			goto fail;
-	}
-	return 0;
-fail:
-	viod_fe_queue_release(q);
+		viod_fe_queue_release(q);
 	return r;
 }
 
