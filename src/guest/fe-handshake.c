@@ -351,7 +351,7 @@ int viod_fe_get_config(struct viod_fe *fe, uint32_t off, void *buf, uint32_t len
 	r = viod_fe_send_req(fe, VU_GET_CONFIG, 0, &c, size, NULL, 0);
 	if (r < 0)
 		return r;
-	r = viod_fe_recv_msg(fe, VU_GET_CONFIG, &m);
+	r = viod_fe_recv_msg(fe, VU_GET_CONFIG, &m, NULL, NULL);
 	if (r < 0)
 		return r;
 	/* A zero-size reply is the back-end's way of saying it failed. */
@@ -401,6 +401,7 @@ int viod_fe_disconnect(struct viod_fe *fe)
 		}
 		viod_fe_queue_release(q);
 	}
+	viod_fe_inflight_release(fe);
 	fe_close(&fe->backend_fd);
 	fe_close(&fe->sock);
 	if (fe->mem)

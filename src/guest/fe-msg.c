@@ -158,13 +158,14 @@ static int fe_wait_reply(struct viod_fe *fe)
 	}
 }
 
-int viod_fe_recv_msg(struct viod_fe *fe, uint32_t request, struct viod_vu_msg *m)
+int viod_fe_recv_msg(struct viod_fe *fe, uint32_t request, struct viod_vu_msg *m,
+		     int *fds, unsigned int *nfds)
 {
 	int r;
 
 	r = fe_wait_reply(fe);
 	if (r == 0)
-		r = viod_fe_msg_recv(fe->sock, m, NULL, NULL, fe->opts.timeout_ms);
+		r = viod_fe_msg_recv(fe->sock, m, fds, nfds, fe->opts.timeout_ms);
 	if (r < 0) {
 		fe->broken = true;
 		return viod_fe_error(fe, r, "%s: no reply: %s", viod_vu_request_name(request),
@@ -172,6 +173,10 @@ int viod_fe_recv_msg(struct viod_fe *fe, uint32_t request, struct viod_vu_msg *m
 	}
 	if ((m->hdr.flags & VU_FLAG_VERSION_MASK) != VU_FLAG_VERSION ||
 	    !(m->hdr.flags & VU_FLAG_REPLY) || m->hdr.request != request) {
+		for (unsigned int i = 0; fds && i < *nfds; i++)
+			close(fds[i]);
+		if (nfds)
+			*nfds = 0;
 		fe->broken = true;
 		return viod_fe_error(fe, -EPROTO,
 				     "%s: bad reply header (request %u, flags 0x%x, size %u)",
@@ -190,7 +195,7 @@ int viod_fe_recv_reply(struct viod_fe *fe, uint32_t request, void *reply,
 	if (fe->sock < 0 || fe->broken)
 		return viod_fe_error(fe, -EPIPE, "%s: connection unusable",
 				     viod_vu_request_name(request));
-	r = viod_fe_recv_msg(fe, request, &m);
+	r = viod_fe_recv_msg(fe, request, &m, NULL, NULL);
 	if (r < 0)
 		return r;
 	if (m.hdr.size != reply_size)

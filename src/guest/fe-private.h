@@ -76,10 +76,13 @@ int viod_fe_send_req(struct viod_fe *fe, uint32_t request, uint32_t flags,
 		     unsigned int nfds);
 /*
  * Receives the reply to request into *m: flags must say version 1 and
- * REPLY, the request must match. Size is the caller's to check. A
- * failure here leaves the stream unusable (fe->broken).
+ * REPLY, the request must match. Size is the caller's to check. fds as
+ * for viod_fe_msg_recv: NULL when the reply may carry none; otherwise
+ * the caller owns (and must close) the *nfds fds received, after a
+ * success only. A failure here leaves the stream unusable (fe->broken).
  */
-int viod_fe_recv_msg(struct viod_fe *fe, uint32_t request, struct viod_vu_msg *m);
+int viod_fe_recv_msg(struct viod_fe *fe, uint32_t request, struct viod_vu_msg *m,
+		     int *fds, unsigned int *nfds);
 /* A request with a u64 reply / with a u64 payload / with a vring state. */
 int viod_fe_get_u64(struct viod_fe *fe, uint32_t request, uint64_t *v);
 int viod_fe_set_u64(struct viod_fe *fe, uint32_t request, uint64_t v,
@@ -90,5 +93,8 @@ int viod_fe_set_state(struct viod_fe *fe, uint32_t request, unsigned int idx,
 /* fe-queue.c: closes the queue's eventfds and frees its driver-side ring
  * state; the ring memory stays for the next setup. */
 void viod_fe_queue_release(struct viod_fe_queue *q);
+
+/* fe-inflight.c: unmaps the inflight region and closes its fd, if any. */
+void viod_fe_inflight_release(struct viod_fe *fe);
 
 #endif

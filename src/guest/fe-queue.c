@@ -322,6 +322,7 @@ int viod_fe_reset_device(struct viod_fe *fe)
 		return r;
 	for (unsigned int i = 0; fe->queues && i < VIOD_FE_MAX_QUEUES; i++)
 		viod_fe_queue_release(&fe->queues[i]);
+	viod_fe_inflight_release(fe);
 	fe->negotiated = false;
 	fe->status = 0;
 	fe->features_acked = 0;

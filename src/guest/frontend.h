@@ -16,6 +16,7 @@
  *
  * Order of use:
  *   viod_fe_init -> viod_fe_connect -> viod_fe_negotiate -> [config]
+ *   -> [viod_fe_get_inflight -> viod_fe_set_inflight]
  *   -> viod_fe_queue_setup (each queue) -> viod_fe_driver_ok
  *   -> viod_fe_kick / viod_fe_wait ... -> viod_fe_disconnect.
  */
@@ -41,7 +42,8 @@
 	((1ull << VU_PF_MQ) | (1ull << VU_PF_REPLY_ACK) |                   \
 	 (1ull << VU_PF_CONFIG) | (1ull << VU_PF_BACKEND_REQ) |             \
 	 (1ull << VU_PF_CONFIGURE_MEM_SLOTS) |                              \
-	 (1ull << VU_PF_RESET_DEVICE) | (1ull << VU_PF_STATUS))
+	 (1ull << VU_PF_RESET_DEVICE) | (1ull << VU_PF_STATUS) |            \
+	 (1ull << VU_PF_INFLIGHT_SHMFD))
 
 struct viod_fe;
 
@@ -117,6 +119,20 @@ struct viod_fe_pool {
 	uint64_t frees;           /* viod_fe_page_free() successes */
 };
 
+/*
+ * The inflight region (INFLIGHT_SHMFD, vhost-user.rst "Inflight I/O
+ * tracking"): shared memory the back-end allocates and writes, the
+ * front-end keeps across back-end restarts and hands to the next one.
+ */
+struct viod_fe_inflight {
+	int fd;                   /* from GET_INFLIGHT_FD, or -1 */
+	uint8_t *map;             /* our mapping of [offset, offset + size) */
+	uint64_t size;            /* mmap_size, 0: no region */
+	uint64_t offset;          /* mmap_offset into fd */
+	uint16_t num_queues;      /* as asked for */
+	uint16_t queue_size;
+};
+
 struct viod_fe {
 	struct viod_fe_opts opts;
 	int sock;
@@ -145,6 +161,7 @@ struct viod_fe {
 
 	struct viod_fe_queue *queues;  /* VIOD_FE_MAX_QUEUES entries */
 	struct viod_fe_pool pool;
+	struct viod_fe_inflight inflight;
 	char err[256];
 };
 
@@ -295,16 +312,56 @@ int viod_fe_queue_stop(struct viod_fe *fe, unsigned int idx, uint16_t *base);
 /*
  * RESET_DEVICE (when negotiated): queues become not set up (their ring
  * memory is reused by the next viod_fe_queue_setup of the same or smaller
- * size). The connection stays; negotiate again before use.
+ * size) and the inflight region is released (vhost-user.rst: a reset
+ * device gets a new one). The connection stays; negotiate again before
+ * use.
  */
 int viod_fe_reset_device(struct viod_fe *fe);
 
 /*
  * Tears down: GET_VRING_BASE for each set-up queue (skipped once the
- * connection is broken), closes every fd, unmaps and frees guest memory.
- * Returns the first error seen; everything is released regardless.
+ * connection is broken), closes every fd, unmaps the inflight region,
+ * unmaps and frees guest memory. Returns the first error seen; everything
+ * is released regardless.
  */
 int viod_fe_disconnect(struct viod_fe *fe);
+
+/* ------------------------------------------------------------------ */
+/* Inflight I/O tracking (INFLIGHT_SHMFD).                             */
+
+/*
+ * GET_INFLIGHT_FD (after viod_fe_negotiate; INFLIGHT_SHMFD negotiated)
+ * for num_queues (1 .. VIOD_FE_MAX_QUEUES) queues of queue_size entries
+ * (a valid ring size). The back-end is untrusted: its reply must be
+ * exactly 24 bytes with exactly one fd, a regular file holding
+ * [mmap_offset, mmap_offset + mmap_size) with mmap_offset page-aligned
+ * and mmap_size at least num_queues * viod_inflight_queue_size(queue_size);
+ * only then is it mapped (shared) and kept in fe->inflight, replacing any
+ * region kept before. -EINVAL for bad arguments or before negotiation;
+ * -ENOTSUP when the feature is not negotiated or the back-end answers
+ * mmap_size 0 ("no inflight tracking", as QEMU reads it); -EPROTO for a
+ * bad reply (its fds closed; the connection stays usable); other -errno.
+ * The region is the back-end's to write; a back-end that shrinks the
+ * file under the mapping can still fault a reader (SIGBUS).
+ */
+int viod_fe_get_inflight(struct viod_fe *fe, uint16_t num_queues,
+			 uint16_t queue_size);
+
+/*
+ * SET_INFLIGHT_FD with the kept region: its fd and the description the
+ * back-end gave (mmap_size, mmap_offset; num_queues and queue_size as
+ * asked). -EINVAL without a region, -ENOTSUP when INFLIGHT_SHMFD is not
+ * negotiated, other -errno.
+ */
+int viod_fe_set_inflight(struct viod_fe *fe);
+
+/*
+ * The region of queue idx inside the kept inflight region, or NULL (no
+ * region, idx >= its num_queues). The back-end writes it: read it, do
+ * not write it, and check what is read as any data from the back-end.
+ */
+struct viod_inflight_queue *viod_fe_inflight_queue(struct viod_fe *fe,
+						   unsigned int idx);
 
 /* ------------------------------------------------------------------ */
 /* Raw messaging, for tests that need to speak out of turn.            */
