@@ -300,6 +300,14 @@ int viod_fe_negotiate(struct viod_fe *fe, uint64_t want)
 	r = fe_send_mem_table(fe);
 	if (r < 0)
 		return r;
+	/* A region kept across viod_fe_reconnect goes back before any ring
+	 * starts. A back-end that no longer offers INFLIGHT_SHMFD does
+	 * without it, as with QEMU. */
+	if (fe->inflight.map && viod_fe_has_protocol(fe, VU_PF_INFLIGHT_SHMFD)) {
+		r = viod_fe_set_inflight(fe);
+		if (r < 0)
+			return r;
+	}
 	fe->negotiated = true;
 	return 0;
 }
@@ -382,7 +390,7 @@ int viod_fe_set_config(struct viod_fe *fe, uint32_t off, const void *buf,
 }
 
 /* ------------------------------------------------------------------ */
-/* Teardown.                                                           */
+/* Teardown and reconnection.                                          */
 
 int viod_fe_disconnect(struct viod_fe *fe)
 {
@@ -414,4 +422,22 @@ int viod_fe_disconnect(struct viod_fe *fe)
 	fe->nregions = 0;
 	fe->negotiated = false;
 	return first;
+}
+
+int viod_fe_reconnect(struct viod_fe *fe, const char *path)
+{
+	if (!fe->mem || !fe->queues)
+		return viod_fe_error(fe, -EINVAL, "guest memory not initialised");
+	/* The old back-end is presumed gone: nothing is asked of it. */
+	for (unsigned int i = 0; i < VIOD_FE_MAX_QUEUES; i++)
+		viod_fe_queue_suspend(&fe->queues[i]);
+	fe_close(&fe->backend_fd);
+	fe_close(&fe->sock);
+	fe->broken = false;
+	fe->features_offered = fe->features_acked = 0;
+	fe->pf_offered = fe->pf_acked = 0;
+	fe->queue_num = fe->max_mem_slots = 0;
+	fe->status = 0;
+	fe->handshaken = fe->mem_added = fe->negotiated = false;
+	return viod_fe_connect(fe, path);
 }

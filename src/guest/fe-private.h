@@ -93,6 +93,9 @@ int viod_fe_set_state(struct viod_fe *fe, uint32_t request, unsigned int idx,
 /* fe-queue.c: closes the queue's eventfds and frees its driver-side ring
  * state; the ring memory stays for the next setup. */
 void viod_fe_queue_release(struct viod_fe_queue *q);
+/* fe-queue.c: for viod_fe_reconnect: a ready queue keeps its ring and
+ * driver state, loses its eventfds and becomes suspended. */
+void viod_fe_queue_suspend(struct viod_fe_queue *q);
 
 /* fe-inflight.c: unmaps the inflight region and closes its fd, if any. */
 void viod_fe_inflight_release(struct viod_fe *fe);

@@ -5,6 +5,7 @@
  */
 #include "fe-private.h"
 
+#include <endian.h>
 #include <errno.h>
 #include <poll.h>
 #include <string.h>
@@ -34,6 +35,22 @@ void viod_fe_queue_release(struct viod_fe_queue *q)
 	if (q->ready)
 		viod_vqd_fini(&q->vqd);
 	q->ready = false;
+	q->suspended = false;
+}
+
+void viod_fe_queue_suspend(struct viod_fe_queue *q)
+{
+	if (!q->ready)
+		return;
+	fe_close(&q->kick_fd);
+	fe_close(&q->call_fd);
+	q->suspended = true;
+}
+
+/* The device's used index, as the device last wrote it. */
+static uint16_t fe_used_idx(const struct viod_vqd *vqd)
+{
+	return le16toh(__atomic_load_n(&vqd->used->idx, __ATOMIC_ACQUIRE));
 }
 
 /*
@@ -156,7 +173,7 @@ int viod_fe_kick(struct viod_fe *fe, unsigned int idx)
 
 	if (!q)
 		return viod_fe_error(fe, -EINVAL, "kick: queue %u not set up", idx);
-	if (!viod_vqd_need_kick(&q->vqd))
+	if (q->suspended || !viod_vqd_need_kick(&q->vqd))
 		return 0;
 	if (write(q->kick_fd, &one, sizeof(one)) != sizeof(one) && errno != EAGAIN)
 		return viod_fe_error(fe, -errno, "kick queue %u: %s", idx, strerror(errno));
@@ -175,6 +192,8 @@ int viod_fe_wait(struct viod_fe *fe, unsigned int idx, int timeout_ms)
 		return viod_fe_error(fe, -EIO, "queue %u broken by the device", idx);
 	if (viod_vqd_has_used(&q->vqd))
 		return 1;
+	if (q->suspended)
+		return viod_fe_error(fe, -ENOTCONN, "wait: queue %u awaits resume", idx);
 
 	/* Bounded busy-poll: a wake-up costs tens of microseconds here. */
 	spin_end = fe_now_ns() + (int64_t)fe->opts.spin_us * 1000;
@@ -240,6 +259,9 @@ int viod_fe_wait_any(struct viod_fe *fe, const unsigned int *idx, unsigned int n
 			return viod_fe_error(fe, -EINVAL, "wait: queue %u not set up", idx[i]);
 		if (q[i]->vqd.broken)
 			return viod_fe_error(fe, -EIO, "queue %u broken by the device", idx[i]);
+		if (q[i]->suspended)
+			return viod_fe_error(fe, -ENOTCONN, "wait: queue %u awaits resume",
+					     idx[i]);
 	}
 	backend = backend && fe->backend_fd >= 0;
 	for (;;) {
@@ -297,6 +319,13 @@ int viod_fe_queue_stop(struct viod_fe *fe, unsigned int idx, uint16_t *base)
 
 	if (!q)
 		return viod_fe_error(fe, -EINVAL, "stop: queue %u not set up", idx);
+	if (q->suspended) {
+		q->last_base = fe_used_idx(&q->vqd);
+		viod_fe_queue_release(q);
+		if (base)
+			*base = q->last_base;
+		return 0;
+	}
 	r = viod_fe_request(fe, VU_GET_VRING_BASE, &s, sizeof(s), NULL, 0,
 			    &s, sizeof(s));
 	viod_fe_queue_release(q);
@@ -326,5 +355,41 @@ int viod_fe_reset_device(struct viod_fe *fe)
 	fe->negotiated = false;
 	fe->status = 0;
 	fe->features_acked = 0;
+	return 0;
+}
+
+int viod_fe_queue_resume(struct viod_fe *fe, unsigned int idx)
+{
+	struct viod_fe_queue *q = fe_queue(fe, idx);
+	bool event_idx = viod_fe_has_feature(fe, VIRTIO_RING_F_EVENT_IDX);
+	uint16_t base;
+	uint64_t one = 1;
+	int r;
+
+	if (!fe->negotiated)
+		return viod_fe_error(fe, -EINVAL, "queue resume before negotiation");
+	if (!q || !q->suspended)
+		return viod_fe_error(fe, -EINVAL, "resume: queue %u not suspended", idx);
+	if (idx >= fe_queue_limit(fe))
+		return viod_fe_error(fe, -EINVAL, "queue %u out of range (%u queues)",
+				     idx, fe_queue_limit(fe));
+	/* The ring's event indices mean what they meant when it was laid. */
+	if (event_idx != q->vqd.event_idx)
+		return viod_fe_error(fe, -ENOTSUP,
+				     "queue %u: EVENT_IDX %s now, %s for its ring", idx,
+				     event_idx ? "on" : "off",
+				     q->vqd.event_idx ? "on" : "off");
+
+	/* QEMU's virtio_queue_restore_last_avail_idx: what the lost back-end
+	 * popped but never used is its inflight region's to resubmit. */
+	base = fe_used_idx(&q->vqd);
+	r = fe_queue_start(fe, idx, q, base);
+	if (r < 0)
+		return r;
+	q->suspended = false;
+	/* Chains outstanding: the new back-end may wait for a kick. */
+	if (q->vqd.avail_idx != base &&
+	    write(q->kick_fd, &one, sizeof(one)) != sizeof(one) && errno != EAGAIN)
+		return viod_fe_error(fe, -errno, "kick queue %u: %s", idx, strerror(errno));
 	return 0;
 }

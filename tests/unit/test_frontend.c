@@ -1,15 +1,21 @@
 /*
- * The front-end's inflight tracking against a scripted fake back-end: a
- * thread of this process speaking vhost-user on a UNIX socket, accepting
- * one connection after another. It logs every request per connection and
- * hands out inflight regions, well-formed or not, as scripted.
+ * The front-end's inflight tracking and reconnection against a scripted
+ * fake back-end: a thread of this process speaking vhost-user on a UNIX
+ * socket, accepting one connection after another as a restarted back-end
+ * would. It logs every request per connection, hands out inflight regions
+ * (well-formed or not, as scripted), and serves rings only when the test
+ * says so, so that chains can be left popped but never used when the
+ * front-end drops the connection.
  *
  * Checked: GET_INFLIGHT_FD's request and every bad reply (no fd, two
  * fds, a region too small, mmap_size 0, a file shorter than the region,
  * a non-file, a wrong payload size) refused with nothing mapped, no fd
  * leaked and the connection still usable; SET_INFLIGHT_FD carries the
- * very file GET_INFLIGHT_FD gave and its description; disconnect and
- * RESET_DEVICE release the region.
+ * very file GET_INFLIGHT_FD gave and its description; viod_fe_reconnect
+ * asks nothing of the old back-end and keeps the rings and the region;
+ * negotiate re-sends the region after the memory table and before any
+ * ring; viod_fe_queue_resume sends base = used idx at the same ring
+ * address, kicks, and the new back-end finishes the outstanding chains.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -53,6 +59,7 @@ struct fake {
 	/* Script. */
 	uint64_t pf;                   /* protocol features offered */
 	atomic_int inf_mode;
+	atomic_bool no_event_idx;      /* do not offer EVENT_IDX */
 
 	char path[108];
 	int lfd, sock;
@@ -269,8 +276,9 @@ static bool fake_msg(struct fake *f)
 		qi = 0;
 	switch (m.hdr.request) {
 	case VU_GET_FEATURES:
-		u = (1ull << VIRTIO_F_VERSION_1) | (1ull << VHOST_USER_F_PROTOCOL_FEATURES) |
-		    (1ull << VIRTIO_RING_F_EVENT_IDX);
+		u = (1ull << VIRTIO_F_VERSION_1) | (1ull << VHOST_USER_F_PROTOCOL_FEATURES);
+		if (!atomic_load(&f->no_event_idx))
+			u |= 1ull << VIRTIO_RING_F_EVENT_IDX;
 		fake_reply(f, m.hdr.request, &u, 8, NULL, 0);
 		ack = false;
 		break;
@@ -404,6 +412,30 @@ static void fake_stop(struct fake *f)
 	pthread_mutex_destroy(&f->lock);
 }
 
+/*
+ * The device's side of ring qi: pops up to npop chains and uses the
+ * first npush of them (4 bytes each); the rest stay popped, never used.
+ * Returns the chains popped.
+ */
+static unsigned int fake_serve(struct fake *f, unsigned int qi, unsigned int npop,
+			       unsigned int npush)
+{
+	struct fk_q *q = &f->q[qi];
+	unsigned int popped = 0;
+	uint64_t one = 1;
+
+	pthread_mutex_lock(&f->lock);
+	while (q->running && popped < npop && viod_vq_pop(&q->vq, f->elem) > 0) {
+		if (popped < npush)
+			viod_vq_push(&q->vq, f->elem->head, 4);
+		popped++;
+	}
+	if (npush && q->call >= 0 && write(q->call, &one, sizeof(one)) < 0)
+		perror("fake: call");
+	pthread_mutex_unlock(&f->lock);
+	return popped;
+}
+
 /* Index in the log of the first req on connection conn, or -1. */
 static int log_find(struct fake *f, unsigned int conn, uint32_t req)
 {
@@ -416,6 +448,24 @@ static int log_find(struct fake *f, unsigned int conn, uint32_t req)
 			break;
 		}
 	pthread_mutex_unlock(&f->lock);
+	return at;
+}
+
+/* Index of the first ring request (SET_VRING_*) on connection conn, or -1. */
+static int log_first_ring(struct fake *f, unsigned int conn)
+{
+	static const uint32_t ring[] = {
+		VU_SET_VRING_NUM, VU_SET_VRING_ADDR, VU_SET_VRING_BASE,
+		VU_SET_VRING_KICK, VU_SET_VRING_CALL, VU_SET_VRING_ENABLE,
+	};
+	int at = -1;
+
+	for (unsigned int k = 0; k < sizeof(ring) / sizeof(ring[0]); k++) {
+		int i = log_find(f, conn, ring[k]);
+
+		if (i >= 0 && (at < 0 || i < at))
+			at = i;
+	}
 	return at;
 }
 
@@ -584,10 +634,144 @@ static void test_reset_releases(void)
 	fake_stop(&f);
 }
 
+static void test_reconnect(void)
+{
+	struct fake f;
+	struct viod_fe fe;
+	struct viod_vqd *vqd;
+	struct vhost_vring_addr addr1;
+	uint64_t gpa[3], kicks = 0;
+	void *cookie;
+	uint32_t len;
+	uint16_t base = 0;
+	ino_t ino;
+	int before = count_fds(), at_mem, at_inf, at_ring, kfd, r;
+	unsigned int free_before;
+
+	if (!ok(attach(&f, &fe, "reconnect", PF_BASE) == 0, "reconnect: attach")) {
+		viod_fe_disconnect(&fe);
+		fake_stop(&f);
+		return;
+	}
+	is(viod_fe_get_inflight(&fe, 1, 8), 0, "GET_INFLIGHT_FD");
+	is(viod_fe_set_inflight(&fe), 0, "SET_INFLIGHT_FD");
+	is(viod_fe_queue_setup(&fe, 0, 8), 0, "queue 0 set up, 8 entries");
+	is(viod_fe_driver_ok(&fe), 0, "DRIVER_OK");
+	is(viod_fe_queue_resume(&fe, 0), -EINVAL, "resume of a queue never suspended refused");
+	vqd = viod_fe_vqd(&fe, 0);
+	for (unsigned int i = 0; i < 3; i++) {
+		struct viod_vqd_buf b = { .len = 16, .writable = true };
+
+		ok(viod_fe_alloc(&fe, 16, 16, &gpa[i]) != NULL, "buffer %u", i);
+		b.gpa = gpa[i];
+		ok(viod_vqd_add(vqd, &b, 1, (void *)(uintptr_t)(i + 1)) == (int)i,
+		   "chain %u posted", i);
+	}
+	is(viod_fe_kick(&fe, 0), 1, "kicked");
+	is(fake_serve(&f, 0, 2, 1), 2, "the back-end pops two chains, uses one");
+	pthread_mutex_lock(&f.lock);
+	addr1 = f.q[0].addr;
+	pthread_mutex_unlock(&f.lock);
+	ino = fd_ino(fe.inflight.fd);
+	free_before = vqd->num_free;
+
+	/* The back-end is lost: reconnect without a word to it. */
+	is(viod_fe_reconnect(&fe, f.path), 0, "viod_fe_reconnect");
+	ok(fe.queues[0].ready && fe.queues[0].suspended, "queue 0 suspended");
+	ok(fe.queues[0].kick_fd == -1 && fe.queues[0].call_fd == -1, "its eventfds closed");
+	ok(viod_fe_vqd(&fe, 0) == vqd && vqd->num_free == free_before,
+	   "driver-side ring kept, chains still outstanding");
+	ok(fe.inflight.map && fd_ino(fe.inflight.fd) == ino, "inflight region kept");
+	is(viod_fe_kick(&fe, 0), 0, "kick while suspended: nothing to kick");
+	is(viod_vqd_get_used(vqd, &cookie, &len), 1, "the chain used before is still there");
+	ok(cookie == (void *)1 && len == 4, "chain 0, 4 bytes");
+	is(viod_fe_wait(&fe, 0, 0), -ENOTCONN, "wait on a suspended queue: -ENOTCONN");
+	is(viod_fe_queue_resume(&fe, 0), -EINVAL, "resume before negotiation refused");
+
+	is(viod_fe_negotiate(&fe, 0), 0, "negotiate with the new back-end");
+	is(log_find(&f, 1, VU_GET_VRING_BASE), -1, "nothing asked of the old back-end");
+	at_mem = log_find(&f, 2, VU_SET_MEM_TABLE);
+	at_inf = log_find(&f, 2, VU_SET_INFLIGHT_FD);
+	ok(at_mem >= 0 && at_inf > at_mem, "SET_INFLIGHT_FD after the memory table (%d, %d)",
+	   at_mem, at_inf);
+	pthread_mutex_lock(&f.lock);
+	ok(f.nset == 2 && f.set_ino == ino && f.set_req.num_queues == 1 &&
+	   f.set_req.queue_size == 8, "the same region, the same description");
+	pthread_mutex_unlock(&f.lock);
+
+	is(viod_fe_queue_resume(&fe, 0), 0, "queue 0 resumed");
+	at_ring = log_first_ring(&f, 2);
+	ok(at_ring > at_inf, "SET_INFLIGHT_FD before any ring (%d, %d)", at_inf, at_ring);
+	ok(!fe.queues[0].suspended && fe.queues[0].kick_fd >= 0, "queue 0 running");
+	pthread_mutex_lock(&f.lock);
+	is(f.q[0].num, 8, "SET_VRING_NUM 8");
+	ok(f.q[0].addr.desc_user_addr == addr1.desc_user_addr &&
+	   f.q[0].addr.avail_user_addr == addr1.avail_user_addr &&
+	   f.q[0].addr.used_user_addr == addr1.used_user_addr, "the same ring address");
+	is(f.q[0].base, 1, "SET_VRING_BASE: the used idx (1), not 0 or what was popped (2)");
+	ok(f.q[0].running, "the new back-end started the ring");
+	kfd = f.q[0].kick;
+	pthread_mutex_unlock(&f.lock);
+	ok(kfd >= 0 && read(kfd, &kicks, sizeof(kicks)) == sizeof(kicks) && kicks >= 1,
+	   "kicked once for the chains outstanding");
+	ok(viod_fe_vqd(&fe, 0) == vqd, "the same driver-side ring");
+
+	/* The new back-end finishes what the old one left. */
+	is(fake_serve(&f, 0, 8, 8), 2, "the new back-end pops the two chains left");
+	is(viod_fe_wait(&fe, 0, 2000), 1, "used entries arrive");
+	r = viod_vqd_get_used(vqd, &cookie, &len);
+	ok(r == 1 && cookie == (void *)2, "chain 1, popped before but never used");
+	r = viod_vqd_get_used(vqd, &cookie, &len);
+	ok(r == 1 && cookie == (void *)3, "chain 2");
+	is(vqd->num_free, 8, "every descriptor back");
+	is(viod_fe_queue_stop(&fe, 0, &base), 0, "GET_VRING_BASE on the new back-end");
+	is(base, 3, "its next avail index is 3");
+
+	is(viod_fe_disconnect(&fe), 0, "disconnect");
+	fake_stop(&f);
+	is(count_fds(), before, "every fd closed");
+}
+
+/*
+ * A ring laid with EVENT_IDX cannot resume on a back-end without it; a
+ * queue never resumed is released without GET_VRING_BASE.
+ */
+static void test_reconnect_no_resume(void)
+{
+	struct fake f;
+	struct viod_fe fe;
+	uint16_t base = 0xffff;
+	int before = count_fds();
+
+	if (!ok(attach(&f, &fe, "noresume", PF_BASE) == 0, "no-resume: attach")) {
+		viod_fe_disconnect(&fe);
+		fake_stop(&f);
+		return;
+	}
+	is(viod_fe_queue_setup(&fe, 0, 8), 0, "queue 0 set up");
+	is(viod_fe_queue_setup(&fe, 1, 8), 0, "queue 1 set up");
+	atomic_store(&f.no_event_idx, true);
+	is(viod_fe_reconnect(&fe, f.path), 0, "reconnect");
+	is(viod_fe_negotiate(&fe, 0), 0, "negotiate");
+	is(log_find(&f, 2, VU_SET_INFLIGHT_FD), -1, "no region, no SET_INFLIGHT_FD");
+	ok(!viod_fe_has_feature(&fe, VIRTIO_RING_F_EVENT_IDX), "EVENT_IDX not offered now");
+	is(viod_fe_queue_resume(&fe, 0), -ENOTSUP, "resume of an EVENT_IDX ring refused");
+	ok(fe.queues[0].suspended && fe.queues[0].kick_fd == -1, "queue 0 stays suspended");
+	is(log_first_ring(&f, 2), -1, "no ring message sent");
+	is(viod_fe_queue_stop(&fe, 1, &base), 0, "stop suspended queue 1");
+	is(base, 0, "its base is its used idx");
+	is(viod_fe_disconnect(&fe), 0, "disconnect");
+	is(log_find(&f, 2, VU_GET_VRING_BASE), -1, "no GET_VRING_BASE for suspended queues");
+	fake_stop(&f);
+	is(count_fds(), before, "every fd closed");
+}
+
 int main(void)
 {
 	test_get_inflight();
 	test_not_offered();
 	test_reset_releases();
+	test_reconnect();
+	test_reconnect_no_resume();
 	return tap_done();
 }
