@@ -16,8 +16,12 @@
  *
  * Order of use:
  *   viod_fe_init -> viod_fe_connect -> viod_fe_negotiate -> [config]
+ *   -> [viod_fe_get_inflight -> viod_fe_set_inflight]
  *   -> viod_fe_queue_setup (each queue) -> viod_fe_driver_ok
  *   -> viod_fe_kick / viod_fe_wait ... -> viod_fe_disconnect.
+ * After losing the back-end (as QEMU does when it restarts):
+ *   viod_fe_reconnect -> viod_fe_negotiate (re-sends the inflight region)
+ *   -> viod_fe_queue_resume (each queue set up before) -> viod_fe_driver_ok.
  */
 #ifndef VIOD_GUEST_FRONTEND_H
 #define VIOD_GUEST_FRONTEND_H
@@ -41,7 +45,8 @@
 	((1ull << VU_PF_MQ) | (1ull << VU_PF_REPLY_ACK) |                   \
 	 (1ull << VU_PF_CONFIG) | (1ull << VU_PF_BACKEND_REQ) |             \
 	 (1ull << VU_PF_CONFIGURE_MEM_SLOTS) |                              \
-	 (1ull << VU_PF_RESET_DEVICE) | (1ull << VU_PF_STATUS))
+	 (1ull << VU_PF_RESET_DEVICE) | (1ull << VU_PF_STATUS) |            \
+	 (1ull << VU_PF_INFLIGHT_SHMFD))
 
 struct viod_fe;
 
@@ -75,6 +80,9 @@ struct viod_fe_region {
 
 struct viod_fe_queue {
 	bool ready;               /* set up and not yet torn down */
+	bool suspended;           /* ready, but set up on a back-end lost by
+				   * viod_fe_reconnect: no eventfds until
+				   * viod_fe_queue_resume */
 	uint16_t num;
 	uint8_t *ring;            /* desc | avail | used, kept across resets */
 	size_t ring_cap;
@@ -117,6 +125,20 @@ struct viod_fe_pool {
 	uint64_t frees;           /* viod_fe_page_free() successes */
 };
 
+/*
+ * The inflight region (INFLIGHT_SHMFD, vhost-user.rst "Inflight I/O
+ * tracking"): shared memory the back-end allocates and writes, the
+ * front-end keeps across back-end restarts and hands to the next one.
+ */
+struct viod_fe_inflight {
+	int fd;                   /* from GET_INFLIGHT_FD, or -1 */
+	uint8_t *map;             /* our mapping of [offset, offset + size) */
+	uint64_t size;            /* mmap_size, 0: no region */
+	uint64_t offset;          /* mmap_offset into fd */
+	uint16_t num_queues;      /* as asked for */
+	uint16_t queue_size;
+};
+
 struct viod_fe {
 	struct viod_fe_opts opts;
 	int sock;
@@ -145,6 +167,7 @@ struct viod_fe {
 
 	struct viod_fe_queue *queues;  /* VIOD_FE_MAX_QUEUES entries */
 	struct viod_fe_pool pool;
+	struct viod_fe_inflight inflight;
 	char err[256];
 };
 
@@ -225,8 +248,10 @@ int viod_fe_connect(struct viod_fe *fe, const char *path);
  * The handshake, in virtio order: GET_FEATURES, GET/SET_PROTOCOL_FEATURES,
  * SET_OWNER, GET_QUEUE_NUM, GET_MAX_MEM_SLOTS, SET_BACKEND_REQ_FD, status
  * ACKNOWLEDGE|DRIVER, SET_FEATURES, status FEATURES_OK (re-read with
- * GET_STATUS), memory table. Acks offered & (want | VERSION_1 | EVENT_IDX |
- * INDIRECT_DESC | F_PROTOCOL_FEATURES). VERSION_1 must be offered.
+ * GET_STATUS), memory table, then SET_INFLIGHT_FD when an inflight region
+ * is kept (after viod_fe_reconnect) and INFLIGHT_SHMFD was negotiated.
+ * Acks offered & (want | VERSION_1 | EVENT_IDX | INDIRECT_DESC |
+ * F_PROTOCOL_FEATURES). VERSION_1 must be offered.
  */
 int viod_fe_negotiate(struct viod_fe *fe, uint64_t want);
 
@@ -262,14 +287,18 @@ int viod_fe_queue_setup(struct viod_fe *fe, unsigned int idx, uint16_t num);
 /* The driver-side ring of a set-up queue, or NULL. */
 struct viod_vqd *viod_fe_vqd(struct viod_fe *fe, unsigned int idx);
 
-/* Kicks queue idx if the device wants it: 1 kicked, 0 not needed, -errno. */
+/*
+ * Kicks queue idx if the device wants it: 1 kicked, 0 not needed (or the
+ * queue is suspended: viod_fe_queue_resume kicks), -errno.
+ */
 int viod_fe_kick(struct viod_fe *fe, unsigned int idx);
 
 /*
  * Waits for a used entry on queue idx: busy-polls for opts.spin_us, then
  * enables interrupts, re-checks, and sleeps on the call eventfd; disables
  * interrupts again once woken. 1 when a used entry is there, 0 on timeout
- * (-1: wait forever), -EIO if the ring is broken, other -errno.
+ * (-1: wait forever), -EIO if the ring is broken, -ENOTCONN if the queue
+ * is suspended and has no used entry, other -errno.
  */
 int viod_fe_wait(struct viod_fe *fe, unsigned int idx, int timeout_ms);
 
@@ -278,7 +307,8 @@ int viod_fe_wait(struct viod_fe *fe, unsigned int idx, int timeout_ms);
  * the n (<= VIOD_FE_WAIT_MAX) queues in idx[], or, with backend, a
  * request on the back-end channel or a config change not yet delivered.
  * Serves nothing (viod_fe_poll_backend does the channel). 1 when
- * something is ready, 0 on timeout, -EIO if a ring is broken, -errno.
+ * something is ready, 0 on timeout, -EIO if a ring is broken, -ENOTCONN
+ * if a queue is suspended, -errno.
  */
 #define VIOD_FE_WAIT_MAX 8u
 int viod_fe_wait_any(struct viod_fe *fe, const unsigned int *idx, unsigned int n,
@@ -288,23 +318,93 @@ int viod_fe_wait_any(struct viod_fe *fe, const unsigned int *idx, unsigned int n
  * Stops queue idx with GET_VRING_BASE (the back-end's next avail index in
  * *base, if not NULL) and releases it; its ring memory is kept for the
  * next viod_fe_queue_setup of the same or smaller size. 0 or -errno (the
- * queue is released either way).
+ * queue is released either way). A suspended queue is released without
+ * a message (the back-end never had it); *base is then its used index.
  */
 int viod_fe_queue_stop(struct viod_fe *fe, unsigned int idx, uint16_t *base);
 
 /*
  * RESET_DEVICE (when negotiated): queues become not set up (their ring
  * memory is reused by the next viod_fe_queue_setup of the same or smaller
- * size). The connection stays; negotiate again before use.
+ * size) and the inflight region is released (vhost-user.rst: a reset
+ * device gets a new one). The connection stays; negotiate again before
+ * use.
  */
 int viod_fe_reset_device(struct viod_fe *fe);
 
 /*
  * Tears down: GET_VRING_BASE for each set-up queue (skipped once the
- * connection is broken), closes every fd, unmaps and frees guest memory.
- * Returns the first error seen; everything is released regardless.
+ * connection is broken, and for queues suspended by viod_fe_reconnect),
+ * closes every fd, unmaps the inflight region, unmaps and frees guest
+ * memory. Returns the first error seen; everything is released
+ * regardless.
  */
 int viod_fe_disconnect(struct viod_fe *fe);
+
+/* ------------------------------------------------------------------ */
+/* Inflight I/O tracking and reconnection (INFLIGHT_SHMFD).            */
+
+/*
+ * GET_INFLIGHT_FD (after viod_fe_negotiate; INFLIGHT_SHMFD negotiated)
+ * for num_queues (1 .. VIOD_FE_MAX_QUEUES) queues of queue_size entries
+ * (a valid ring size). The back-end is untrusted: its reply must be
+ * exactly 24 bytes with exactly one fd, a regular file holding
+ * [mmap_offset, mmap_offset + mmap_size) with mmap_offset page-aligned
+ * and mmap_size at least num_queues * viod_inflight_queue_size(queue_size);
+ * only then is it mapped (shared) and kept in fe->inflight, replacing any
+ * region kept before. -EINVAL for bad arguments or before negotiation;
+ * -ENOTSUP when the feature is not negotiated or the back-end answers
+ * mmap_size 0 ("no inflight tracking", as QEMU reads it); -EPROTO for a
+ * bad reply (its fds closed; the connection stays usable); other -errno.
+ * The region is the back-end's to write; a back-end that shrinks the
+ * file under the mapping can still fault a reader (SIGBUS).
+ */
+int viod_fe_get_inflight(struct viod_fe *fe, uint16_t num_queues,
+			 uint16_t queue_size);
+
+/*
+ * SET_INFLIGHT_FD with the kept region: its fd and the description the
+ * back-end gave (mmap_size, mmap_offset; num_queues and queue_size as
+ * asked). -EINVAL without a region, -ENOTSUP when INFLIGHT_SHMFD is not
+ * negotiated, other -errno.
+ */
+int viod_fe_set_inflight(struct viod_fe *fe);
+
+/*
+ * The region of queue idx inside the kept inflight region, or NULL (no
+ * region, idx >= its num_queues). The back-end writes it: read it, do
+ * not write it, and check what is read as any data from the back-end.
+ */
+struct viod_inflight_queue *viod_fe_inflight_queue(struct viod_fe *fe,
+						   unsigned int idx);
+
+/*
+ * After the back-end is lost (crashed or restarted), connects to path
+ * anew without a word to the old one: no GET_VRING_BASE. Kept: guest
+ * memory and the page pool, every set-up queue's ring memory and
+ * driver-side state (chains outstanding stay outstanding; the queue is
+ * "suspended", its eventfds closed), the inflight region, config-change
+ * callbacks not yet delivered. Forgotten: everything negotiated. Then
+ * viod_fe_negotiate (which re-sends the memory table and, with a region
+ * kept and INFLIGHT_SHMFD negotiated again, SET_INFLIGHT_FD before any
+ * ring) and viod_fe_queue_resume for each suspended queue. On failure
+ * the front-end is left unconnected and the call may be repeated.
+ */
+int viod_fe_reconnect(struct viod_fe *fe, const char *path);
+
+/*
+ * Sets up a suspended queue on the new back-end at the same ring address:
+ * SET_VRING_NUM/ADDR, SET_VRING_BASE with the used ring's current index
+ * (what QEMU restores as last_avail_idx after losing a back-end),
+ * SET_VRING_CALL/KICK with new eventfds, SET_VRING_ENABLE 1 with
+ * F_PROTOCOL_FEATURES. The driver-side state is kept. With chains
+ * outstanding the queue is kicked once, so the back-end looks at the
+ * ring. -EINVAL before viod_fe_negotiate, or if idx is not suspended or
+ * out of the new back-end's range; -ENOTSUP if EVENT_IDX was negotiated
+ * differently than for the ring; on any failure the queue stays
+ * suspended.
+ */
+int viod_fe_queue_resume(struct viod_fe *fe, unsigned int idx);
 
 /* ------------------------------------------------------------------ */
 /* Raw messaging, for tests that need to speak out of turn.            */

@@ -5,6 +5,7 @@
  * against the request table (requests.c) before any handler sees it.
  */
 #include "vhost.h"
+#include "wire.h"
 
 #include <errno.h>
 #include <string.h>
@@ -20,45 +21,9 @@ void viod_rxbuf_reset(struct viod_rxbuf *rx, bool close_fds)
 	rx->len = 0;
 }
 
-/* Stores fds received in control messages; any surplus is an error. */
-static int take_fds(struct viod_rxbuf *rx, struct msghdr *mh)
-{
-	int rc = 0;
-
-	for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
-		size_t n;
-		int *fds;
-
-		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-			continue;
-		n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-		fds = (int *)CMSG_DATA(c);
-		for (size_t i = 0; i < n; i++) {
-			int fd;
-
-			memcpy(&fd, &fds[i], sizeof(fd));
-			if (rx->nfds < VU_MAX_FDS) {
-				rx->fds[rx->nfds++] = fd;
-			} else {
-				close(fd);
-				rc = -EMSGSIZE;
-			}
-		}
-	}
-	if (mh->msg_flags & MSG_CTRUNC)
-		rc = -EMSGSIZE;
-	return rc;
-}
-
 enum viod_rx_result viod_msg_read(int fd, struct viod_rxbuf *rx)
 {
 	for (;;) {
-		union {
-			char buf[CMSG_SPACE(VU_MAX_FDS * sizeof(int))];
-			struct cmsghdr align;
-		} cbuf;
-		struct msghdr mh = { 0 };
-		struct iovec iov;
 		size_t want;
 		ssize_t n;
 
@@ -71,21 +36,12 @@ enum viod_rx_result viod_msg_read(int fd, struct viod_rxbuf *rx)
 			if (want == 0)
 				return VIOD_RX_MSG;
 		}
-		iov.iov_base = (uint8_t *)&rx->msg + rx->len;
-		iov.iov_len = want;
-		mh.msg_iov = &iov;
-		mh.msg_iovlen = 1;
-		mh.msg_control = cbuf.buf;
-		mh.msg_controllen = sizeof(cbuf.buf);
-		n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				return VIOD_RX_AGAIN;
-			return VIOD_RX_ERROR;
-		}
-		if (take_fds(rx, &mh) < 0)
+		/* Surplus fds are closed and fail the read (wire.h). */
+		n = viod_wire_recv(fd, (uint8_t *)&rx->msg + rx->len, want, rx->fds,
+				   &rx->nfds, VU_MAX_FDS, MSG_DONTWAIT);
+		if (n == -EAGAIN || n == -EWOULDBLOCK)
+			return VIOD_RX_AGAIN;
+		if (n < 0)
 			return VIOD_RX_ERROR;
 		if (n == 0)
 			return rx->len == 0 ? VIOD_RX_EOF : VIOD_RX_ERROR;
@@ -98,40 +54,11 @@ enum viod_rx_result viod_msg_read(int fd, struct viod_rxbuf *rx)
 int viod_msg_send(int fd, const struct viod_vu_msg *m, const int *fds,
 		  unsigned int nfds)
 {
-	union {
-		char buf[CMSG_SPACE(VU_MAX_FDS * sizeof(int))];
-		struct cmsghdr align;
-	} cbuf;
-	struct iovec iov = {
-		.iov_base = (void *)m,
-		.iov_len = VU_HDR_SIZE + m->hdr.size,
-	};
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-	ssize_t n;
-
 	if (m->hdr.size > VU_PAYLOAD_MAX || nfds > VU_MAX_FDS)
 		return -EINVAL;
-	if (nfds) {
-		struct cmsghdr *c;
-
-		memset(&cbuf, 0, sizeof(cbuf));
-		mh.msg_control = cbuf.buf;
-		mh.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
-		c = CMSG_FIRSTHDR(&mh);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(nfds * sizeof(int));
-		memcpy(CMSG_DATA(c), fds, nfds * sizeof(int));
-	}
-	do {
-		n = sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
-	} while (n < 0 && errno == EINTR);
-	if (n < 0)
-		return -errno;
 	/* Messages are small; a short send means the peer stopped reading. */
-	if ((size_t)n != iov.iov_len)
-		return -EAGAIN;
-	return 0;
+	return viod_wire_send(fd, m, VU_HDR_SIZE + m->hdr.size, fds, nfds,
+			      MSG_DONTWAIT);
 }
 
 int viod_msg_reply(int fd, const struct viod_vu_msg *req, const void *payload,
