@@ -38,12 +38,15 @@ struct viod_store;
 
 /* What a queue handler call achieved. */
 enum viod_serve {
-	VIOD_SERVE_IDLE,     /* nothing to do: the ring is empty */
+	VIOD_SERVE_IDLE,     /* nothing to do until the guest posts more
+			      * (requests may be held, e.g. waiting for I/O) */
 	VIOD_SERVE_PROGRESS, /* did work; call again soon */
-	VIOD_SERVE_BLOCKED,  /* waiting for something other than the guest (a
-			      * held buffer, a rate limit, I/O): do not poll
-			      * the ring; call again after viod_queue_wake(),
-			      * the throttle deadline, or other progress */
+	VIOD_SERVE_BLOCKED,  /* will take nothing more from the ring for now
+			      * (a buffer held on purpose, a rate limit, a
+			      * full hand): the ring is neither polled nor
+			      * armed for kicks; called again after
+			      * viod_dev_queue_wake(), the throttle deadline,
+			      * a kick, or progress elsewhere on the worker */
 };
 
 /*
