@@ -38,7 +38,7 @@ bool viod_ratelimit_ok(struct viod_ratelimit *rl)
 		rl->count = 0;
 		rl->suppressed = 0;
 	}
-	if (rl->count < 10) {
+	if (rl->count < (rl->burst ? rl->burst : 10u)) {
 		rl->count++;
 		return true;
 	}
@@ -64,6 +64,22 @@ void viod_dev_warn(struct viod_dev *dev, const char *fmt, ...)
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
 	g_warning("%s: %s", dev->id, buf);
+}
+
+void viod_dev_info(struct viod_dev *dev, bool debug, const char *fmt, ...)
+{
+	char buf[256];
+	va_list ap;
+
+	if (!viod_ratelimit_ok(&dev->info_rl))
+		return;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if (debug)
+		g_debug("%s: %s", dev->id, buf);
+	else
+		g_info("%s: %s", dev->id, buf);
 }
 
 /* ---- device types ---- */
@@ -144,6 +160,7 @@ struct viod_dev *viod_dev_new(const struct viod_device_ops *ops, const char *id)
 	dev->num_queues = ops->num_queues;
 	dev->nworkers = 1;
 	dev->mem_max = host_ram();
+	dev->info_rl.burst = 200;
 	dev->notify_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	pthread_mutex_init(&dev->backend_lock, NULL);
 	pthread_mutex_init(&dev->cmd_lock, NULL);

@@ -10,8 +10,9 @@
  * - the control thread (GLib main loop): set_option, init, fini,
  *   config_read, config_write, features_changed, reset, store_attach,
  *   store_publish;
- * - the device's workers (its data path): queue_handler, queue_release,
- *   dp_reset, mem_changed. Each queue is served by one worker
+ * - the device's workers (its data path): worker_start, worker_stop,
+ *   queue_handler, queue_release, dp_reset, mem_changed, event sources'
+ *   poll. Each queue is served by one worker
  *   (queue_worker picks it among the device's workers=N); dp_reset and
  *   mem_changed run with every other worker of the device parked, so they
  *   may touch every queue.
@@ -95,6 +96,11 @@ struct viod_device_ops {
 	void (*fini)(struct viod_dev *dev);
 	/* The worker (0 .. viod_dev_workers()-1) serving queue qidx; default 0. */
 	unsigned int (*queue_worker)(struct viod_dev *dev, unsigned int qidx);
+	/* On each worker's own thread, when it starts (the device's first
+	 * front-end) and before it exits: per-worker resources, such as an
+	 * io_uring, and event sources (viod_worker_add_source). */
+	void (*worker_start)(struct viod_dev *dev, unsigned int worker);
+	void (*worker_stop)(struct viod_dev *dev, unsigned int worker);
 	/*
 	 * Serves queue q: pops, serves and completes requests, doing a
 	 * bounded amount of work (a byte, page or request budget) and keeping
@@ -182,6 +188,20 @@ void viod_queue_throttle(struct viod_queue *q, uint64_t until);
 void viod_queue_count_error(struct viod_queue *q);
 /* Any thread: have queue qidx served soon, even if it reported BLOCKED. */
 void viod_dev_queue_wake(struct viod_dev *dev, unsigned int qidx);
+
+/*
+ * From worker_start, for the calling worker: an external event source
+ * (io_uring completions, a tap fd) served in the same loop as the rings.
+ * fd becoming readable wakes the worker; poll(opaque) then reaps what is
+ * ready (bounded work, like a queue handler), clears fd's readiness (the
+ * worker never reads it: it may be a tap), publishes what it completed
+ * (viod_queue_flush, on queues this worker serves) and says whether it
+ * made progress, which also unblocks the worker's BLOCKED queues. The
+ * worker calls poll in its polling phase too, so a source needs no wake-up
+ * while the worker spins. 0, -ENOSPC (too many sources) or -errno.
+ */
+int viod_worker_add_source(struct viod_dev *dev, int fd,
+			   enum viod_serve (*poll)(void *opaque), void *opaque);
 
 /* ---- guest memory (data path) ---- */
 

@@ -90,9 +90,14 @@ int viod_memtable_add(struct viod_memtable *t, const struct viod_vu_region *vr,
 		goto fail;
 	}
 	if (__builtin_add_overflow(t->total, vr->size, &total) || total > max_total) {
-		why = "guest memory beyond the device's mem-max";
-		rc = -E2BIG;
-		goto fail;
+		g_autofree char *cap = g_format_size_full(max_total, G_FORMAT_SIZE_IEC_UNITS);
+
+		viod_dev_warn(t->dev, "memory region at 0x%" G_GINT64_MODIFIER "x of 0x%"
+			      G_GINT64_MODIFIER "x bytes refused: guest memory would exceed "
+			      "the device's mem-max of %s (an option of --device)",
+			      vr->gpa, vr->size, cap);
+		close(fd);
+		return -E2BIG;
 	}
 	if (__builtin_add_overflow(vr->mmap_offset, vr->size, &end)) {
 		rc = -EINVAL;
@@ -122,7 +127,6 @@ int viod_memtable_add(struct viod_memtable *t, const struct viod_vu_region *vr,
 		    MAP_SHARED | MAP_NORESERVE, fd, (off_t)map_off);
 	if (base == MAP_FAILED) {
 		rc = -errno;
-		why = "mmap failed";
 		goto fail;
 	}
 	m = g_new0(struct viod_memmap, 1);
@@ -138,9 +142,13 @@ int viod_memtable_add(struct viod_memtable *t, const struct viod_vu_region *vr,
 	t->total = total;
 	return 0;
 fail:
-	viod_dev_warn(t->dev, "memory region gpa 0x%" G_GINT64_MODIFIER "x size 0x%"
-		      G_GINT64_MODIFIER "x refused: %s (%s)", vr->gpa, vr->size,
-		      why ? why : "", g_strerror(-rc));
+	if (why)
+		viod_dev_warn(t->dev, "memory region at 0x%" G_GINT64_MODIFIER "x of 0x%"
+			      G_GINT64_MODIFIER "x bytes refused: %s", vr->gpa, vr->size, why);
+	else
+		viod_dev_warn(t->dev, "memory region at 0x%" G_GINT64_MODIFIER "x of 0x%"
+			      G_GINT64_MODIFIER "x bytes refused: %s", vr->gpa, vr->size,
+			      g_strerror(-rc));
 	close(fd);
 	return rc;
 }

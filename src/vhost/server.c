@@ -66,7 +66,7 @@ void viod_server_disconnect(struct viod_dev *dev, const char *why)
 	if (why)
 		viod_dev_warn(dev, "front-end disconnected: %s", why);
 	else
-		g_info("%s: front-end disconnected", dev->id);
+		viod_dev_info(dev, false, "front-end disconnected");
 	if (dev->conn_watch)
 		g_source_remove(dev->conn_watch);
 	dev->conn_watch = 0;
@@ -113,7 +113,7 @@ static int take_message(struct viod_dev *dev)
 
 	rc = viod_msg_check(dev, m, dev->rx.nfds, &why);
 	if (rc == 0) {
-		g_debug("%s: %s", dev->id, viod_vu_request_name(m->hdr.request));
+		viod_dev_info(dev, true, "%s", viod_vu_request_name(m->hdr.request));
 		dev->in_message = true;
 		rc = viod_handle_msg(dev, m, dev->rx.fds, dev->rx.nfds, &wait);
 		dev->in_message = false;
@@ -257,18 +257,24 @@ static gboolean on_notify(gint fd, GIOCondition cond, gpointer data)
 static gboolean on_accept(gint fd, GIOCondition cond, gpointer data)
 {
 	struct viod_dev *dev = data;
-	int c = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+	int c = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK), rc;
 
 	if (c < 0) {
 		if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
 			viod_dev_warn(dev, "accept: %s", g_strerror(errno));
 		return G_SOURCE_CONTINUE;
 	}
+	rc = viod_workers_launch(dev);
+	if (rc < 0) {
+		viod_dev_warn(dev, "front-end refused: cannot start a worker: %s", g_strerror(-rc));
+		close(c);
+		return G_SOURCE_CONTINUE;
+	}
 	dev->conn_fd = c;
 	dev->connections++;
 	viod_rxbuf_reset(&dev->rx, false);
 	conn_watch(dev);
-	g_info("%s: front-end connected", dev->id);
+	viod_dev_info(dev, false, "front-end connected");
 	dev->listen_watch = 0;
 	viod_dev_state_changed(dev);
 	return G_SOURCE_REMOVE;

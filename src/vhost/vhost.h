@@ -55,11 +55,13 @@
 #define VIOD_MAX_VRINGS 256u
 #define VIOD_MAX_WORKERS 64u
 
-/* Rate limiter: at most 10 lines per 5 s, then a count of those dropped. */
+/* Rate limiter: at most burst (0: 10) lines per 5 s, then a count of
+ * those dropped. */
 struct viod_ratelimit {
 	uint64_t window_start;
 	unsigned int count;
 	unsigned int suppressed;
+	unsigned int burst;
 };
 bool viod_ratelimit_ok(struct viod_ratelimit *rl);
 
@@ -269,7 +271,8 @@ struct viod_dev {
 	uint8_t status;
 	uint64_t connections;
 	uint64_t protocol_errors;
-	struct viod_ratelimit ctl_rl;
+	struct viod_ratelimit ctl_rl;   /* warnings from the control thread */
+	struct viod_ratelimit info_rl;  /* -v lines: connections, requests */
 	/* The control store's hook for viod_dev_state_changed: called at
 	 * once, or after the reply when the change came from a message. */
 	void (*on_state_changed)(struct viod_dev *dev);
@@ -306,6 +309,10 @@ struct viod_dev {
 };
 
 /* dev.c */
+/* Control thread, verbose (-v) lines a front-end can trigger: connects,
+ * requests. Rate-limited (200 per 5 s per device). */
+void viod_dev_info(struct viod_dev *dev, bool debug, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 struct viod_dev *viod_dev_new(const struct viod_device_ops *ops, const char *id);
 void viod_dev_free(struct viod_dev *dev);
 uint64_t viod_dev_offered_features(const struct viod_dev *dev);
@@ -379,6 +386,7 @@ void viod_inflight_flush(struct viod_vring *vr, uint16_t n);
 
 /* worker.c */
 int viod_workers_start(struct viod_dev *dev);
+int viod_workers_launch(struct viod_dev *dev);
 void viod_workers_stop(struct viod_dev *dev);
 void viod_worker_wake(struct viod_worker *w);
 /* Queues a command for the primary worker (runs it at once in inline mode). */

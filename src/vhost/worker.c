@@ -285,6 +285,25 @@ static void drain(struct viod_worker *w, const struct epoll_event *ev, int n)
 	}
 }
 
+int viod_worker_add_source(struct viod_dev *dev, int fd,
+			   enum viod_serve (*poll)(void *opaque), void *opaque)
+{
+	struct viod_worker *w = current_worker;
+	int rc;
+
+	if (!w || w->dev != dev)
+		return -EPERM;
+	if (w->nsources == VIOD_WORKER_MAX_SOURCES)
+		return -ENOSPC;
+	rc = viod_worker_watch(w, fd, TAG_SOURCE | w->nsources);
+	if (rc < 0)
+		return rc;
+	w->sources[w->nsources++] = (struct viod_source){
+		.fd = fd, .poll = poll, .opaque = opaque,
+	};
+	return 0;
+}
+
 static void *worker_main(void *arg)
 {
 	struct viod_worker *w = arg;
@@ -292,6 +311,8 @@ static void *worker_main(void *arg)
 	uint64_t last_work = viod_now_ns();
 
 	current_worker = w;
+	if (dev->ops->worker_start)
+		dev->ops->worker_start(dev, w->index);
 	while (!atomic_load(&w->stop)) {
 		struct epoll_event ev[16];
 		bool polled, progress;
@@ -338,6 +359,8 @@ static void *worker_main(void *arg)
 		}
 		last_work = now;
 	}
+	if (dev->ops->worker_stop)
+		dev->ops->worker_stop(dev, w->index);
 	return NULL;
 }
 
@@ -372,8 +395,10 @@ static int worker_init(struct viod_dev *dev, struct viod_worker *w, unsigned int
 }
 
 /*
- * Creates the device's workers and assigns its rings; starts the threads
- * unless the device runs inline (tests and fuzzers drive it themselves).
+ * Creates the device's workers and assigns its rings. The threads start
+ * with the first front-end (viod_workers_launch), so a device nobody uses
+ * costs no thread; an inline device (tests, fuzzers) runs the workers'
+ * start hooks at once and is driven by its caller.
  */
 int viod_workers_start(struct viod_dev *dev)
 {
@@ -387,13 +412,31 @@ int viod_workers_start(struct viod_dev *dev)
 	if (rc < 0)
 		return rc;
 	viod_workers_assign(dev);
+	if (dev->inline_mode && dev->ops->worker_start) {
+		for (unsigned int i = 0; i < dev->nworkers; i++) {
+			current_worker = &dev->workers[i];
+			dev->ops->worker_start(dev, i);
+		}
+		current_worker = NULL;
+	}
+	return 0;
+}
+
+/* Control thread: the device's threads, once. 0 or -errno. */
+int viod_workers_launch(struct viod_dev *dev)
+{
 	if (dev->inline_mode)
 		return 0;
 	for (unsigned int i = 0; i < dev->nworkers; i++) {
-		rc = pthread_create(&dev->workers[i].thread, NULL, worker_main, &dev->workers[i]);
+		struct viod_worker *w = &dev->workers[i];
+		int rc;
+
+		if (w->started)
+			continue;
+		rc = pthread_create(&w->thread, NULL, worker_main, w);
 		if (rc)
 			return -rc;
-		dev->workers[i].started = true;
+		w->started = true;
 	}
 	return 0;
 }
@@ -416,8 +459,13 @@ void viod_workers_stop(struct viod_dev *dev)
 	for (unsigned int i = 0; i < dev->nworkers; i++) {
 		struct viod_worker *w = &dev->workers[i];
 
-		if (w->started)
+		if (w->started) {
 			pthread_join(w->thread, NULL);
+		} else if (dev->inline_mode && dev->ops->worker_stop) {
+			current_worker = w;
+			dev->ops->worker_stop(dev, i);
+			current_worker = NULL;
+		}
 		w->started = false;
 		if (w->epfd >= 0)
 			close(w->epfd);

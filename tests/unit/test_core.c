@@ -12,12 +12,14 @@
  *   back-end), and the requests not completed are resubmitted in their
  *   original order, the completed ones never; also when the back-end had
  *   died between publishing a batch and clearing its inflight entries;
+ * - completions from an external event source (the worker's own loop);
  * - a front-end configuring more queues than the device serves is kept.
  */
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <glib.h>
@@ -44,6 +46,10 @@ static struct {
 	unsigned int resets;
 } hold = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
+/* The completion source (see io_poll). */
+static int io_fd = -1;
+static struct viod_queue *io_q;
+
 static void complete_one(struct viod_queue *q, unsigned int i)
 {
 	struct viod_req *r = hold.held[i];
@@ -62,6 +68,7 @@ static enum viod_serve hold_queue(struct viod_dev *dev, struct viod_queue *q)
 	struct viod_req *r;
 
 	pthread_mutex_lock(&hold.lock);
+	io_q = q;
 	while (hold.nheld < MAX_IDS && (r = viod_queue_pop(q))) {
 		uint32_t id = UINT32_MAX;
 
@@ -92,12 +99,49 @@ static enum viod_serve hold_queue(struct viod_dev *dev, struct viod_queue *q)
 	return hold.nheld == MAX_IDS ? VIOD_SERVE_BLOCKED : VIOD_SERVE_IDLE;
 }
 
+/*
+ * An external event source, as a disk's completion queue: when the test
+ * writes the eventfd, the worker's poll completes every held request.
+ */
+
+static enum viod_serve io_poll(void *opaque)
+{
+	uint64_t v = 0;
+	bool progress = false;
+
+	if (read(io_fd, &v, sizeof(v)) != sizeof(v) || !v)
+		return VIOD_SERVE_IDLE;
+	pthread_mutex_lock(&hold.lock);
+	while (io_q && hold.nheld) {
+		complete_one(io_q, 0);
+		progress = true;
+	}
+	pthread_mutex_unlock(&hold.lock);
+	if (io_q)
+		viod_queue_flush(io_q);
+	return progress ? VIOD_SERVE_PROGRESS : VIOD_SERVE_IDLE;
+}
+
+static void hold_worker_start(struct viod_dev *dev, unsigned int worker)
+{
+	io_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (io_fd < 0 || viod_worker_add_source(dev, io_fd, io_poll, NULL) < 0)
+		printf("Bail out! worker_start: no source\n");
+}
+
+static void hold_worker_stop(struct viod_dev *dev, unsigned int worker)
+{
+	close(io_fd);
+	io_fd = -1;
+}
+
 static void hold_dp_reset(struct viod_dev *dev)
 {
 	pthread_mutex_lock(&hold.lock);
 	hold.nheld = 0;
 	hold.npopped = 0;
 	hold.resets++;
+	io_q = NULL;
 	pthread_mutex_unlock(&hold.lock);
 }
 
@@ -109,6 +153,8 @@ static const struct viod_device_ops hold_ops = {
 	.protocol_features = 1ull << VU_PF_INFLIGHT_SHMFD,
 	.queue_handler = hold_queue,
 	.dp_reset = hold_dp_reset,
+	.worker_start = hold_worker_start,
+	.worker_stop = hold_worker_stop,
 };
 
 /* ---- the daemon side: a control loop thread and the device ---- */
@@ -366,6 +412,27 @@ static void test_inflight_crash(void)
 	viod_fe_disconnect(&fe);
 }
 
+/* Completions that come from an event source, not from the ring. */
+static void test_source(void)
+{
+	struct viod_fe fe;
+	unsigned int seen[MAX_IDS] = { 0 };
+	uint64_t one = 1;
+
+	if (!attach(&fe, false)) {
+		ok(false, "source: attach: %s", viod_fe_strerror(&fe));
+		viod_fe_disconnect(&fe);
+		return;
+	}
+	for (uint32_t id = 30; id < 34; id++)
+		post(&fe, id, NULL);
+	ok(wait_popped(4), "source: four requests held");
+	ok(write(io_fd, &one, sizeof(one)) == sizeof(one), "source: completion signalled");
+	is(reap(&fe, 4, seen), 4, "source: the worker's poll completed them");
+	ok(seen[30] && seen[31] && seen[32] && seen[33], "source: the right ones");
+	viod_fe_disconnect(&fe);
+}
+
 /* A front-end setting up more queues than the device serves is kept. */
 static void test_extra_queues(void)
 {
@@ -409,6 +476,7 @@ int main(void)
 
 	test_deferred_replies();
 	test_inflight_crash();
+	test_source();
 	test_extra_queues();
 
 	g_idle_add(quit_loop, NULL);
