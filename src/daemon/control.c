@@ -70,8 +70,13 @@ static void publish(struct viod_dev *dev)
 static gboolean publish_all(gpointer data)
 {
 	ctl.timer = 0;
-	for (guint i = 0; i < ctl.devs->len; i++)
-		publish(ctl.devs->pdata[i]);
+	for (guint i = 0; i < ctl.devs->len; i++) {
+		struct viod_dev *dev = ctl.devs->pdata[i];
+
+		/* Cleared before reading: a change from now on signals again. */
+		if (atomic_exchange(&dev->counters_dirty, false))
+			publish(dev);
+	}
 	return G_SOURCE_REMOVE;
 }
 

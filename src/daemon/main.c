@@ -94,6 +94,7 @@ int main(int argc, char **argv)
 		return usage_error("no --device given");
 
 	g_log_set_default_handler(log_handler, NULL);
+	viod_log_verbose = verbose;
 	signal(SIGPIPE, SIG_IGN);
 
 	devs = g_ptr_array_new();

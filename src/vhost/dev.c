@@ -27,12 +27,16 @@ uint64_t viod_now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+bool viod_log_verbose;
+
 bool viod_ratelimit_ok(struct viod_ratelimit *rl)
 {
 	uint64_t now = viod_now_ns();
 
 	if (now - rl->window_start > 5000000000ull) {
-		if (rl->suppressed)
+		if (rl->suppressed && rl->verbose_only)
+			g_info("%u similar messages suppressed", rl->suppressed);
+		else if (rl->suppressed)
 			g_warning("%u similar messages suppressed", rl->suppressed);
 		rl->window_start = now;
 		rl->count = 0;
@@ -71,7 +75,7 @@ void viod_dev_info(struct viod_dev *dev, bool debug, const char *fmt, ...)
 	char buf[256];
 	va_list ap;
 
-	if (!viod_ratelimit_ok(&dev->info_rl))
+	if (!viod_log_verbose || !viod_ratelimit_ok(&dev->info_rl))
 		return;
 	va_start(ap, fmt);
 	vsnprintf(buf, sizeof(buf), fmt, ap);
@@ -161,6 +165,7 @@ struct viod_dev *viod_dev_new(const struct viod_device_ops *ops, const char *id)
 	dev->nworkers = 1;
 	dev->mem_max = host_ram();
 	dev->info_rl.burst = 200;
+	dev->info_rl.verbose_only = true;
 	dev->notify_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	pthread_mutex_init(&dev->backend_lock, NULL);
 	pthread_mutex_init(&dev->cmd_lock, NULL);

@@ -219,7 +219,9 @@ void viod_server_notified(struct viod_dev *dev)
 		viod_cmd_free(cmd);
 		cmd = next;
 	}
-	if (atomic_exchange(&dev->counters_dirty, false) && dev->on_counters_changed)
+	/* The flag stays set until the store publishes (and clears it), so
+	 * workers signal once per publication, not once per change. */
+	if (atomic_load(&dev->counters_dirty) && dev->on_counters_changed)
 		dev->on_counters_changed(dev);
 	if (dev->conn_fd >= 0 && was_paused && !conn_paused(dev) && !dev->inline_mode)
 		conn_watch(dev);

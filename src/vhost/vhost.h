@@ -62,7 +62,10 @@ struct viod_ratelimit {
 	unsigned int count;
 	unsigned int suppressed;
 	unsigned int burst;
+	bool verbose_only;         /* its lines show only with -v */
 };
+/* Whether -v lines are shown (set by the daemon). */
+extern bool viod_log_verbose;
 bool viod_ratelimit_ok(struct viod_ratelimit *rl);
 
 /* One mmap of a front-end memory fd; tables that keep a region share it. */
@@ -276,8 +279,8 @@ struct viod_dev {
 	/* The control store's hook for viod_dev_state_changed: called at
 	 * once, or after the reply when the change came from a message. */
 	void (*on_state_changed)(struct viod_dev *dev);
-	/* Called on the control thread when counters changed (coalescing is
-	 * the hook's business). */
+	/* Called on the control thread while counters_dirty is set; the hook
+	 * coalesces, and clears the flag when it publishes. */
 	void (*on_counters_changed)(struct viod_dev *dev);
 	bool in_message;
 	bool state_dirty;
