@@ -6,7 +6,10 @@
 # memory QEMU's memfd really holds, viod's host-freed accounting, the
 # guest's statistics, and that the cycles end where they started.
 # Usage: balloon.sh VIOD BALLOONCTL VIOD-STORE. TAP on stdout, logs on stderr.
-# Environment: VIOD_PATCHED_QEMU (required: stock QEMU refuses the device).
+# Environment: VIOD_PATCHED_QEMU (required: stock QEMU refuses the device);
+# VIOD_BALLOON_NUM_VQS, the generic device's num_vqs (default 4: inflate,
+# deflate, stats, reporting; 5 adds the spec's free-page-hint queue, which
+# the guest leaves unused); VIOD_BALLOON_CYCLES (default 3).
 set -uo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -14,7 +17,10 @@ top=$(cd "$here/../.." && pwd)
 [ $# -eq 3 ] || { echo "usage: $0 VIOD BALLOONCTL VIOD-STORE" >&2; exit 2; }
 viod=$1 bctl=$2 vstore=$3
 qemu=${VIOD_PATCHED_QEMU:-}
-cycles=3
+nvqs=${VIOD_BALLOON_NUM_VQS:-4}
+cycles=${VIOD_BALLOON_CYCLES:-3}
+[[ $nvqs =~ ^[1-9][0-9]*$ ]] || { echo "VIOD_BALLOON_NUM_VQS: not a count: $nvqs" >&2; exit 2; }
+[[ $cycles =~ ^[1-9][0-9]*$ ]] || { echo "VIOD_BALLOON_CYCLES: not a count: $cycles" >&2; exit 2; }
 memory=512 # MiB of guest RAM, all of it in QEMU's memfd
 page=4096
 ram=$((memory << 20))
@@ -221,7 +227,7 @@ done < <("$top/tools/guest/run-guest.sh" --kernel "$dir/vmlinuz" --initrd "$dir/
 	--host-channel "$tmp/host" \
 	--append "console=ttyS0 panic=-1 quiet viod.pages=$pages viod.cycles=$cycles" -- \
 	-chardev "socket,id=c0,path=$sock" \
-	-device "vhost-user-device-pci,virtio-id=5,num_vqs=4,config_size=16,chardev=c0" 2>&2)
+	-device "vhost-user-device-pci,virtio-id=5,num_vqs=$nvqs,config_size=16,chardev=c0" 2>&2)
 
 check "the host plan ran" [ "$planned" -eq 1 ]
 check "guest saw $((pages * cycles)) pages inflated (balloon_inflate=$inf)" [ "$inf" -ge $((pages * cycles)) ]
