@@ -30,14 +30,16 @@ ram=$((memory << 20))
 # over; a viod that punched nothing would leave QEMU's memfd holding at
 # least the balloon's 320 MiB, above the 192 MiB (+ slack) allowed.
 pages=81920
-# What QEMU's memfd may hold beyond guest RAM minus the balloon, once viod's
-# punching has settled. A balloon page is a hole from its punch until the
-# guest deflates it, and nothing but the guest's own use backs pages of its
-# RAM, so only moves in flight can briefly exceed the bound: balloon
+# Slack for what is in flight when the test looks, once viod's punching
+# has settled. A balloon page is a hole from its punch until the guest
+# deflates it (the guest does not touch it meanwhile), so the memfd can
+# exceed guest RAM minus the balloon only by pages on the move: balloon
 # compaction migrating a balloon page (the new page is zeroed, then
-# inflated and punched, the old one deflated; one page at a time) and a
-# free-page-reporting punch racing the guest's faults. 1 MiB is 256 pages,
-# far above those and far below the 320 MiB a missing punch would add.
+# inflated and punched, the old one deflated; one page at a time). The
+# host-freed check below can miss a free-page-reporting punch that the
+# memfd read raced, while the guest faulted pages in, a few at most. 1 MiB
+# is 256 pages, far above those and far below the 320 MiB a missing punch
+# would add.
 slack=$((1 << 20))
 if [ -z "$qemu" ] || [ ! -x "$qemu" ]; then
 	echo "1..0 # SKIP VIOD_PATCHED_QEMU not set (tools/build-qemu.sh builds it)"
