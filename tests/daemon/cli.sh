@@ -50,13 +50,27 @@ touch "$tmp/file"
 expect 1 "socket path is a regular file" --device "rng,id=a,socket=$tmp/file"
 [ -f "$tmp/file" ] && ok "the regular file is left alone" || not_ok "regular file removed"
 
-# A stale socket (nobody listening) is replaced.
+# listening PATH: something accepts connections on the UNIX socket PATH.
+listening() {
+	python3 -c "import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])" "$1" 2>/dev/null
+}
+
+# A stale socket (nobody listening) is replaced: viod listens there, within
+# 10 s, and keeps running.
 python3 -c "import socket,sys; s=socket.socket(socket.AF_UNIX); s.bind(sys.argv[1])" "$tmp/stale.sock"
 "$viod" --device "rng,id=s,socket=$tmp/stale.sock" 2>"$tmp/serr" &
 pid=$!
-sleep 0.3
-sleep 0.2
-kill -0 "$pid" 2>/dev/null && ok "stale socket replaced" || not_ok "stale socket replaced"
+for _ in $(seq 100); do
+	listening "$tmp/stale.sock" && break
+	kill -0 "$pid" 2>/dev/null || break
+	sleep 0.1
+done
+if listening "$tmp/stale.sock" && kill -0 "$pid" 2>/dev/null; then
+	ok "stale socket replaced"
+else
+	not_ok "stale socket replaced"
+	sed 's/^/# /' "$tmp/serr"
+fi
 
 # A live one is refused, and the first daemon is unharmed.
 expect 1 "socket served by another viod" --device "rng,id=t,socket=$tmp/stale.sock"

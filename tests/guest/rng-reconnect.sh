@@ -2,7 +2,8 @@
 # Guest test: QEMU's reconnect chardev option. A guest reads viod's entropy,
 # then viod is stopped (SIGTERM) and started again on the same socket while
 # the guest runs; QEMU reconnects, redoes the whole vhost-user handshake with
-# the new viod, and the guest reads again.
+# the new viod, and the guest, told so over a second serial port, reads
+# again.
 #
 # Usage: rng-reconnect.sh VIOD_BINARY. TAP on stdout; logs (console, viod)
 # on stderr. SKIPs only when QEMU is missing.
@@ -58,6 +59,12 @@ start_viod() {
 	return 1
 }
 
+# set_up N: whether viod number N's log shows QEMU's device start through
+# enabling the ring (SET_VRING_ENABLE after SET_VRING_KICK).
+set_up() {
+	sed -n '/: SET_VRING_KICK$/,$p' "$tmp/viod$1.log" 2>/dev/null | grep -q ': SET_VRING_ENABLE$'
+}
+
 dir=$("$top/tools/guest/build-guest.sh" | tail -n 1)
 start_viod 1 || { echo "Bail out! viod did not start"; exit 1; }
 
@@ -80,6 +87,15 @@ while IFS= read -r line; do
 			not_ok "second viod listening"
 		fi
 		restarted=1
+		# The guest's next read is meant for the new viod: wait (30 s
+		# at most) until QEMU has reconnected and started the device.
+		for _ in $(seq 300); do set_up 2 && break; sleep 0.1; done
+		if set_up 2; then
+			ok "QEMU reconnected and started the device on the new viod"
+		else
+			not_ok "QEMU reconnected and started the device on the new viod within 30 s"
+		fi
+		echo RESTARTED 1<>"$tmp/host.in"
 		;;
 	"ok "* | "not ok "*)
 		case $line in
@@ -90,7 +106,8 @@ while IFS= read -r line; do
 	esac
 done < <(
 	"$top/tools/guest/run-guest.sh" --kernel "$dir/vmlinuz" --initrd "$dir/initrd.img" \
-		--script "$here/rng-reconnect-guest.sh" --timeout "$guest_timeout" --qemu "$qemu" -- \
+		--script "$here/rng-reconnect-guest.sh" --timeout "$guest_timeout" --qemu "$qemu" \
+		--host-channel "$tmp/host" -- \
 		-chardev "socket,id=c0,path=$sock,reconnect-ms=500" \
 		-device vhost-user-rng-pci,chardev=c0 \
 		2>"$tmp/run-guest.err" || true

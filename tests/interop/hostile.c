@@ -210,16 +210,26 @@ static void half_message(void)
 	ok(rng_serves(sock_a), "A serves after two half messages and disconnects");
 }
 
-/* Kicks queue 0 and polls the device status (1 s at most) until the
- * device reports NEEDS_RESET; returns the last status read. */
+/* How long a poll waits for what must happen soon: long enough for a
+ * loaded machine and a sanitizer build, short enough to fail in time. */
+#define POLL_DEADLINE_MS 10000
+
+static int64_t now_ms(void)
+{
+	return g_get_monotonic_time() / 1000;
+}
+
+/* Kicks queue 0 and polls the device status (POLL_DEADLINE_MS at most)
+ * until the device reports NEEDS_RESET; returns the last status read. */
 static uint64_t kick_until_needs_reset(struct viod_fe *fe)
 {
+	int64_t end = now_ms() + POLL_DEADLINE_MS;
 	uint64_t st = 0, one = 1;
 
 	if (write(fe->queues[0].kick_fd, &one, sizeof(one)) < 0)
 		(void)0;
-	for (int i = 0; i < 50 && !(st & 0x40); i++) {
-		usleep(20000);
+	while (!(st & 0x40) && now_ms() < end) {
+		usleep(10000);
 		if (viod_fe_request(fe, VU_GET_STATUS, NULL, 0, NULL, 0, &st, 8) < 0)
 			break;
 	}
@@ -379,6 +389,21 @@ static long long balloon_key(const char *key)
 	return v ? strtoll(v, NULL, 10) : -1;
 }
 
+/*
+ * A balloon key once it reads want, or its last value after
+ * POLL_DEADLINE_MS. viod counts a buffer's PFNs before it returns the
+ * buffer; the store shows the counters within its 50 ms refresh.
+ */
+static long long balloon_key_when(const char *key, long long want)
+{
+	int64_t end = now_ms() + POLL_DEADLINE_MS;
+	long long v;
+
+	while ((v = balloon_key(key)) != want && now_ms() < end)
+		usleep(10000);
+	return v;
+}
+
 /* Posts n PFNs on balloon queue q and waits for the buffer to come back. */
 static bool balloon_post(struct viod_fe *fe, unsigned int q, const uint32_t *pfns,
 			 unsigned int n)
@@ -420,7 +445,7 @@ static void balloon_attacks(void)
 	struct viod_fe fe;
 	uint32_t pfns[4];
 	uint64_t gpa, st = 0;
-	long long errors0 = balloon_key("errors");
+	long long errors0 = balloon_key("errors"), v;
 	struct viod_vqd *q;
 
 	if (!balloon_attach(&fe)) {
@@ -435,18 +460,18 @@ static void balloon_attacks(void)
 	pfns[2] = 0xfffffff0u;                           /* far outside memory */
 	pfns[3] = (uint32_t)((fe.regions[0].gpa + fe.regions[0].size) >> 12); /* the hole */
 	ok(balloon_post(&fe, 0, pfns, 4), "balloon: inflate with bad PFNs returned");
-	usleep(150000);
-	ok(balloon_key("errors") == 3, "balloon: double inflate and 2 bad PFNs counted (%lld)",
-	   balloon_key("errors"));
-	ok(balloon_key("inflated") == 1, "balloon: the one good page is in the balloon");
+	v = balloon_key_when("errors", 3);
+	ok(v == 3, "balloon: double inflate and 2 bad PFNs counted (%lld)", v);
+	v = balloon_key_when("inflated", 1);
+	ok(v == 1, "balloon: the one good page is in the balloon (%lld)", v);
 	pfns[0] = pfns[0] + 1; /* never inflated */
 	ok(balloon_post(&fe, 1, pfns, 1), "balloon: deflate of a page never given returned");
-	usleep(150000);
-	ok(balloon_key("errors") == 4, "balloon: deflate of a page never given counted");
+	v = balloon_key_when("errors", 4);
+	ok(v == 4, "balloon: deflate of a page never given counted (%lld)", v);
 	pfns[0] = pfns[0] - 1;
 	ok(balloon_post(&fe, 1, pfns, 1), "balloon: valid deflate still served");
-	usleep(150000);
-	ok(balloon_key("inflated") == 0, "balloon: empty again");
+	v = balloon_key_when("inflated", 0);
+	ok(v == 0, "balloon: empty again (%lld)", v);
 	check_after("bad PFNs on the balloon");
 
 	/* A descriptor loop on the inflate queue. */
@@ -518,13 +543,19 @@ static pid_t start_viod(const char *viod, const char *dir)
 		      "--device", spec_c, (char *)NULL);
 		_exit(127);
 	}
-	for (int i = 0; i < 200; i++) {
+	for (int64_t end = now_ms() + POLL_DEADLINE_MS;; usleep(10000)) {
 		struct stat st;
 
 		if (stat(sock_a, &st) == 0 && stat(sock_b, &st) == 0 &&
 		    stat(sock_c, &st) == 0 && stat(ctl, &st) == 0)
 			break;
-		usleep(10000);
+		if (pid < 0 || waitpid(pid, NULL, WNOHANG) != 0 || now_ms() >= end) {
+			printf("Bail out! viod did not create its sockets within %d ms\n",
+			       POLL_DEADLINE_MS);
+			if (pid > 0)
+				kill(pid, SIGKILL);
+			exit(1);
+		}
 	}
 	return pid;
 }

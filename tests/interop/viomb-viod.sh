@@ -137,8 +137,12 @@ for _ in $(seq 200); do
 	[ -S "$tmp/b0.sock" ] && [ -S "$tmp/r0.sock" ] && [ -S "$ctl" ] && break
 	sleep 0.05
 done
-check "viod serves b0, r0 and the control socket" \
-	test -S "$tmp/b0.sock" -a -S "$tmp/r0.sock" -a -S "$ctl"
+if ! test -S "$tmp/b0.sock" -a -S "$tmp/r0.sock" -a -S "$ctl"; then
+	echo "Bail out! viod did not create b0, r0 and the control socket within 10 s"
+	diag "$tmp/viod.log"
+	exit 1
+fi
+ok "viod serves b0, r0 and the control socket"
 check "r0 serves before any balloon guest" rng_ok
 
 # ---- MUST_TELL_HOST, statistics and free page reporting ----
@@ -189,11 +193,20 @@ check "cycles end where they started: hw.viomb.actual = 0" [ "$(viomb_last actua
 check "r0 serves after three cycles" rng_ok
 
 # ---- a watcher sees every actual the driver writes, in order ----
-"$vstore" --socket "$ctl" watch /devices/b0/actual --timeout 3 >"$tmp/watch.out" 2>&1 &
+# until_in FILE PATTERN: until grep finds PATTERN in FILE, 10 s at most.
+until_in() {
+	for _ in $(seq 200); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done
+	grep -q "$2" "$1" 2>/dev/null
+}
+"$vstore" --socket "$ctl" watch /devices/b0/actual >"$tmp/watch.out" 2>&1 &
 wpid=$!
-for _ in $(seq 100); do grep -q "actual 0$" "$tmp/watch.out" && break; sleep 0.05; done
+# The watch is in place once it printed the current value.
+check "watcher started (printed actual 0)" until_in "$tmp/watch.out" "actual 0$"
 mark=$(wc -l <"$tmp/guest$gen.out")
 inflate_to 2048 "watched inflate to 8 MiB"
+# The watcher prints in its own time: wait for the last value.
+check "watched inflate: the watch printed actual 2048" until_in "$tmp/watch.out" "actual 2048$"
+kill "$wpid"
 wait "$wpid"
 wrote=$(tail -n +$((mark + 1)) "$tmp/guest$gen.out" |
 	sed -n 's/^hw\.viomb\.actual = \([0-9]*\)$/\1/p' | tr '\n' ' ')

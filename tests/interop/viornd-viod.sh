@@ -17,7 +17,9 @@ trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$tmp"' EXIT
 	--device "rng,id=r1,socket=$tmp/r1.sock,max-bytes=8192,period=1000" \
 	--device "rng,id=r2,socket=$tmp/r2.sock,poll-us=0" 2>"$tmp/viod.log" &
 pid=$!
-for _ in $(seq 100); do [ -S "$tmp/r2.sock" ] && break; sleep 0.05; done
+sockets() { [ -S "$tmp/r0.sock" ] && [ -S "$tmp/r1.sock" ] && [ -S "$tmp/r2.sock" ]; }
+for _ in $(seq 100); do sockets && break; sleep 0.05; done
+sockets || { echo "Bail out! viod did not create its sockets within 5 s"; cat "$tmp/viod.log"; exit 1; }
 
 # hexbytes ARGS...: bytes of entropy read with vioguest ARGS, or 0.
 hexbytes() {
@@ -42,21 +44,25 @@ check "successive reads differ" [ "$a" != "$b" ]
 z=$(gzip -c "$tmp/ent" | wc -c)
 check "64 KiB of entropy does not compress ($z bytes gzipped)" [ "$z" -gt 65536 ]
 
-# Rate limit, 8192 bytes per 1000 ms: the first 8192 bytes come at once,
-# 24576 bytes need two more periods (elapsed in [2, 4) s).
+# Rate limit, 8192 bytes per 1000 ms. r1's first 8192 bytes come; 24576
+# bytes need at least two more periods after the first request, since
+# each refill comes a period after the last. Both hold whether or not a
+# period is fresh (a new connection resets the device, so it is), and
+# need no sleep. How soon the bytes come is not asserted: an upper bound
+# on wall time is up to the scheduler; the figures are printed.
+now_ms() { awk '{ printf "%d\n", $1 * 1000 }' /proc/uptime; } # monotonic, 10 ms steps
 elapsed() { # ARGS...: milliseconds vioguest ARGS took, or -1 on failure
 	local t0 t1
-	t0=$(date +%s%N)
+	t0=$(now_ms)
 	"$vioguest" "$@" >/dev/null 2>>"$tmp/err" || { echo -1; return; }
-	t1=$(date +%s%N)
-	echo $(((t1 - t0) / 1000000))
+	t1=$(now_ms)
+	echo $((t1 - t0))
 }
-sleep 1.1 # a fresh period
 ms=$(elapsed --socket "$tmp/r1.sock" rng --bytes 8192 --request-size 1024 --hex)
-check "rate limit: 8192 bytes within one period (${ms} ms)" within "$ms" 0 900
-sleep 1.1
+check "rate limit: 8192 bytes, the budget of one period, come (${ms} ms)" [ "$ms" -ge 0 ]
 ms=$(elapsed --socket "$tmp/r1.sock" rng --bytes 24576 --request-size 1024 --hex)
-check "rate limit: 24576 bytes take two more periods (${ms} ms)" within "$ms" 1900 4000
+# 1990: /proc/uptime counts in 10 ms steps.
+check "rate limit: 24576 bytes take two more periods (${ms} ms)" within "$ms" 1990 $((1 << 30))
 
 info=$("$vioguest" --socket "$tmp/r0.sock" info 2>>"$tmp/err")
 check "info: VERSION_1, EVENT_IDX and INDIRECT acked" \

@@ -120,13 +120,21 @@ check "  numbers in bytes" json 'j["stats"]["free-memory"] == 812646400 and j["s
 check "stats without statistics" run 0 stats slow0
 check "  says there are none" grep -q 'no statistics' "$tmp/out"
 
+# until_in FILE PATTERN: until grep finds PATTERN in FILE, 10 s at most.
+until_in() {
+	for _ in $(seq 100); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
+	grep -q "$2" "$1" 2>/dev/null
+}
 "$bc" watch balloon0 >"$tmp/watch.out" 2>"$tmp/watch.err" &
 wpid=$!
 "$bc" watch balloon0 --json >"$tmp/watchj.out" 2>&1 &
 jpid=$!
-sleep 0.5
+# A watcher prints the current values once its watch is in place.
+until_in "$tmp/watch.out" '^type balloon$'
+until_in "$tmp/watchj.out" '"event":"synced"'
 "$bc" set balloon0 100 >/dev/null
-sleep 0.5
+until_in "$tmp/watch.out" '^target 100$'
+until_in "$tmp/watchj.out" '"key":"target".*"value":"100"'
 kill -INT "$wpid" "$jpid"
 wait "$wpid"; wst=$?
 wait "$jpid"; jst=$?

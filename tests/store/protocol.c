@@ -122,15 +122,26 @@ static guint connections(void)
 	return n;
 }
 
-/* Waits up to 2 s for the server to count at most n connections. */
-static gboolean connections_settle(guint n)
+/* Waits up to 10 s for the server to count at most (settle) or at least
+ * (!settle) n connections. */
+static gboolean connections_wait(guint n, gboolean settle)
 {
-	for (int i = 0; i < 2000; i++) {
-		if (connections() <= n)
+	gint64 end = g_get_monotonic_time() + 10 * G_USEC_PER_SEC;
+
+	for (;;) {
+		guint c = connections();
+
+		if (settle ? c <= n : c >= n)
 			return TRUE;
+		if (g_get_monotonic_time() >= end)
+			return FALSE;
 		g_usleep(1000);
 	}
-	return FALSE;
+}
+
+static gboolean connections_settle(guint n)
+{
+	return connections_wait(n, TRUE);
 }
 
 /* ---- raw client ---- */
@@ -786,8 +797,8 @@ static void test_too_many(void)
 	in_loop(store_start, NULL);
 	for (int i = 0; i < VIOD_STORE_CLIENTS_MAX; i++)
 		fds[i] = raw_connect();
-	while (connections() < VIOD_STORE_CLIENTS_MAX)
-		g_usleep(1000);
+	ok(connections_wait(VIOD_STORE_CLIENTS_MAX, FALSE), "the server counts %d connections",
+	   VIOD_STORE_CLIENTS_MAX);
 	reader_init(&r, raw_connect());
 	line = reader_line(&r, 2000);
 	ok(reply_is(line, "EBUSY"), "connection %d is refused with EBUSY",

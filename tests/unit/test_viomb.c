@@ -549,10 +549,14 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Steps until the balloon holds what was asked (or 10 s pass). */
+/* How long a wait for what must happen soon may take: long enough for a
+ * loaded machine and a sanitizer build, short enough to fail in time. */
+#define DEADLINE_MS 10000
+
+/* Steps until the balloon holds what was asked (or DEADLINE_MS pass). */
 static bool step_until_reached(struct viomb *sc, uint32_t want)
 {
-	int64_t end = now_ms() + 10000;
+	int64_t end = now_ms() + DEADLINE_MS;
 
 	while (now_ms() < end) {
 		if (viomb_step(sc, 50) < 0)
@@ -561,6 +565,23 @@ static bool step_until_reached(struct viomb *sc, uint32_t want)
 			return true;
 	}
 	return false;
+}
+
+/* The stats buffers the fake has parsed, once there are at least n (or
+ * after DEADLINE_MS): the fake's thread parses them as they come. */
+static unsigned int fake_stats_bufs_when(struct fake *f, unsigned int n)
+{
+	int64_t end = now_ms() + DEADLINE_MS;
+	unsigned int got;
+
+	for (;;) {
+		pthread_mutex_lock(&f->lock);
+		got = f->stats_bufs;
+		pthread_mutex_unlock(&f->lock);
+		if (got >= n || now_ms() >= end)
+			return got;
+		usleep(1000);
+	}
 }
 
 static int attach(struct fake *f, struct viod_fe *fe, struct viomb *sc,
@@ -627,7 +648,7 @@ static void test_full(void)
 	is(viomb_actual(&sc), 0, "actual 0 at start");
 
 	/* The stats buffer arrives filled at attach. */
-	usleep(100000);
+	fake_stats_bufs_when(&f, 1);
 	pthread_mutex_lock(&f.lock);
 	is(f.stats_bufs, 1, "one stats buffer posted at attach");
 	is(f.stats_entries, VIOMB_S_NR, "ten stat entries");
@@ -653,10 +674,11 @@ static void test_full(void)
 	/* Stats: the device returns the buffer, the driver refills it. */
 	served = (unsigned int)sc.st.stats_served;
 	atomic_store(&f.stats_request, true);
-	for (int i = 0; i < 40 && sc.st.stats_served == served; i++)
+	for (int64_t end = now_ms() + DEADLINE_MS;
+	     sc.st.stats_served == served && now_ms() < end;)
 		viomb_step(&sc, 50);
 	is(sc.st.stats_served, served + 1, "stats buffer re-posted when used");
-	usleep(100000);
+	fake_stats_bufs_when(&f, 2);
 	pthread_mutex_lock(&f.lock);
 	is(f.stats_bufs, 2, "device got the second buffer");
 	is(f.stat_val[VIOMB_S_MEMFREE], (pool - 1000) * 4096, "MEMFREE follows the balloon");
@@ -753,7 +775,7 @@ static void test_reporting(void)
 	}
 	is(sc.q_report, 2, "reporting_vq is queue 2 without STATS_VQ");
 	is(viomb_oom(&sc, 1), -EPERM, "viomb_oom refused without DEFLATE_ON_OOM");
-	for (int i = 0; i < 20 && sc.st.report_reqs == 0; i++)
+	for (int64_t end = now_ms() + DEADLINE_MS; sc.st.report_reqs == 0 && now_ms() < end;)
 		viomb_step(&sc, 50);
 	ok(sc.st.report_reqs > 0, "idle balloon reports free pages");
 	pthread_mutex_lock(&f.lock);
@@ -786,7 +808,7 @@ static void test_hostile(void)
 	}
 	atomic_store(&f.bad_used_len, 4);
 	fake_set_target(&f, 10);
-	for (int i = 0; i < 40 && r >= 0; i++)
+	for (int64_t end = now_ms() + DEADLINE_MS; r >= 0 && now_ms() < end;)
 		r = viomb_step(&sc, 50);
 	is(r, -EIO, "used len above the posted 0 bytes breaks the driver");
 	ok(sc.broken, "driver broken");
@@ -806,7 +828,7 @@ static void test_hostile(void)
 	r = viomb_step(&sc, 50);
 	ok(r >= 0 && sc.req == VIOMB_REQ_INFLATE, "request in flight, step returns");
 	is(viomb_actual(&sc), 0, "actual unchanged while unacked");
-	for (int i = 0; i < 40 && r >= 0; i++)
+	for (int64_t end = now_ms() + DEADLINE_MS; r >= 0 && now_ms() < end;)
 		r = viomb_step(&sc, 50);
 	is(r, -ETIMEDOUT, "unused request times out after the ack timeout");
 	printf("# %s\n", viod_fe_strerror(&fe));

@@ -4,13 +4,21 @@
 #
 # Usage: run-guest.sh --kernel PATH --initrd PATH [--script FILE]
 #          [--memory MB] [--timeout SECONDS] [--qemu BINARY] [--log FILE]
-#          [--append CMDLINE] -- [extra QEMU args...]
+#          [--append CMDLINE] [--host-channel PATH] -- [extra QEMU args...]
 #
 # --script FILE is appended to the initrd as /test.sh (mode 0755), in a newc
 # cpio after the given initrd; any kernel whose initramfs runs /test.sh and
 # prints "VIOD-GUEST-EXIT <rc>" on the serial console fits (build-guest.sh's
 # does). The console (QEMU's stdout and stderr, without CRs and terminal
 # escapes) is copied to stdout and to --log FILE.
+#
+# --host-channel PATH gives the guest a second serial port, /dev/ttyS1,
+# whose input is what the host writes to the FIFO PATH.in (created if
+# missing; `echo WORD 1<>PATH.in` never blocks), so that a guest can wait
+# for the host instead of sleeping. The guest should open the port before
+# it tells the host it is ready (opening it drops any input received so
+# far) and keep it open: `exec 3<>/dev/ttyS1; stty raw -echo <&3`, then
+# `read -t SECONDS -r word <&3`. Its output goes to the FIFO PATH.out.
 #
 # Exit status: the guest's <rc>; 124 if QEMU did not exit within the
 # timeout (even if the guest printed its line: a hang at power-off is a
@@ -25,10 +33,11 @@ usage() {
 die() { printf 'run-guest: %s\n' "$*" >&2; exit 2; }
 
 kernel="" initrd="" script="" memory=256 timeout=120 qemu=qemu-system-x86_64
-logfile="" append="console=ttyS0 panic=-1 quiet"
+logfile="" append="console=ttyS0 panic=-1 quiet" hostch=""
 while [ $# -gt 0 ]; do
 	case $1 in
-	--kernel | --initrd | --script | --memory | --timeout | --qemu | --log | --append)
+	--kernel | --initrd | --script | --memory | --timeout | --qemu | --log | --append | \
+		--host-channel)
 		[ $# -ge 2 ] || die "$1 needs an argument"
 		case $1 in
 		--kernel) kernel=$2 ;;
@@ -39,6 +48,7 @@ while [ $# -gt 0 ]; do
 		--qemu) qemu=$2 ;;
 		--log) logfile=$2 ;;
 		--append) append=$2 ;;
+		--host-channel) hostch=$2 ;;
 		esac
 		shift 2 ;;
 	--) shift; break ;;
@@ -47,6 +57,15 @@ while [ $# -gt 0 ]; do
 	esac
 done
 extra=("$@")
+if [ -n "$hostch" ]; then
+	for f in "$hostch.in" "$hostch.out"; do
+		[ -p "$f" ] || mkfifo "$f" || die "cannot make the FIFO $f"
+	done
+	# The second -serial is the guest's ttyS1; QEMU opens both FIFOs
+	# read-write, so neither side blocks opening them.
+	# shellcheck disable=SC2054 # commas are QEMU option syntax
+	extra=(-chardev "pipe,id=viodhost,path=$hostch" -serial chardev:viodhost "${extra[@]}")
+fi
 
 if [ -z "$kernel" ] || [ -z "$initrd" ]; then
 	usage
