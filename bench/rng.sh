@@ -13,7 +13,7 @@ shift || true
 	exit 2
 }
 tmp=$(mktemp -d)
-"$build/viod" --device "rng,id=rng0,socket=$tmp/rng0.sock" &
+"$build/viod" --control "$tmp/control" --device "rng,id=rng0,socket=$tmp/rng0.sock" &
 pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$tmp"' EXIT
 for _ in $(seq 100); do [ -S "$tmp/rng0.sock" ] && break; sleep 0.05; done

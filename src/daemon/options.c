@@ -84,14 +84,15 @@ struct viod_dev *viod_device_from_spec(const char *spec, GError **err)
 			id = eq + 1;
 		else if (strcmp(parts[i], "socket") == 0)
 			socket = eq + 1;
-		else if (strcmp(parts[i], "poll-us") == 0 &&
-			 !g_ascii_string_to_unsigned(eq + 1, 10, 0, 10000, &poll_us, err))
+		else if ((strcmp(parts[i], "poll-us") == 0 &&
+			  !g_ascii_string_to_unsigned(eq + 1, 10, 0, 10000, &poll_us, err)) ||
+			 (strcmp(parts[i], "workers") == 0 &&
+			  !g_ascii_string_to_unsigned(eq + 1, 10, 1, VIOD_MAX_WORKERS, &workers,
+						      err)) ||
+			 (strcmp(parts[i], "mem-max") == 0 && !parse_size(eq + 1, &mem_max, err))) {
+			g_prefix_error(err, "%s %s=%s: ", parts[0], parts[i], eq + 1);
 			return NULL;
-		else if (strcmp(parts[i], "workers") == 0 &&
-			 !g_ascii_string_to_unsigned(eq + 1, 10, 1, VIOD_MAX_WORKERS, &workers, err))
-			return NULL;
-		else if (strcmp(parts[i], "mem-max") == 0 && !parse_size(eq + 1, &mem_max, err))
-			return NULL;
+		}
 	}
 	if (!id || !socket) {
 		g_set_error(err, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,

@@ -47,7 +47,8 @@ static uint64_t rng_refill(struct rng *r, uint64_t now)
 {
 	if (!r->max_bytes)
 		return UINT64_MAX;
-	if (now - r->period_start >= r->period_ns) {
+	/* period_start 0: no period yet (whatever the uptime). */
+	if (!r->period_start || now - r->period_start >= r->period_ns) {
 		r->period_start = now;
 		r->budget = r->max_bytes;
 	}

@@ -41,6 +41,10 @@ expect 2 "option without value" --device "rng,id=a,socket=$tmp/a.sock,max-bytes"
 expect 2 "unknown device option" --device "rng,id=a,socket=$tmp/a.sock,colour=blue"
 expect 2 "bad number" --device "rng,id=a,socket=$tmp/a.sock,max-bytes=lots"
 expect 2 "zero period" --device "rng,id=a,socket=$tmp/a.sock,period=0"
+expect 2 "zero workers" --device "rng,id=a,socket=$tmp/a.sock,workers=0"
+expect 2 "too many workers" --device "rng,id=a,socket=$tmp/a.sock,workers=65"
+expect 2 "bad mem-max" --device "rng,id=a,socket=$tmp/a.sock,mem-max=lots"
+expect 2 "mem-max overflowing" --device "rng,id=a,socket=$tmp/a.sock,mem-max=99999999999T"
 expect 2 "option given twice" --device "rng,id=a,socket=$tmp/a.sock,id=b"
 expect 2 "bad id" --device "rng,id=-x,socket=$tmp/a.sock"
 expect 2 "duplicate id" --device "rng,id=a,socket=$tmp/a.sock" --device "rng,id=a,socket=$tmp/b.sock"
@@ -58,7 +62,7 @@ listening() {
 # A stale socket (nobody listening) is replaced: viod listens there, within
 # 10 s, and keeps running.
 python3 -c "import socket,sys; s=socket.socket(socket.AF_UNIX); s.bind(sys.argv[1])" "$tmp/stale.sock"
-"$viod" --device "rng,id=s,socket=$tmp/stale.sock" 2>"$tmp/serr" &
+"$viod" --control "$tmp/control" --device "rng,id=s,socket=$tmp/stale.sock" 2>"$tmp/serr" &
 pid=$!
 for _ in $(seq 100); do
 	listening "$tmp/stale.sock" && break

@@ -49,7 +49,7 @@ trap cleanup EXIT
 
 # start_viod N: viod number N, logging to viodN.log; waits for its socket.
 start_viod() {
-	"$viod" --verbose --device "rng,id=rng0,socket=$sock" >"$tmp/viod$1.log" 2>&1 &
+	"$viod" --verbose --control "$tmp/control$1" --device "rng,id=rng0,socket=$sock" >"$tmp/viod$1.log" 2>&1 &
 	pid=$!
 	for _ in $(seq 100); do
 		[ -S "$sock" ] && return 0

@@ -73,7 +73,7 @@ ok "guest image built ($dir)"
 
 # 2. viod serving one rng device.
 [ -x "$viod" ] || bail "$viod is not executable"
-"$viod" --device "rng,id=rng0,socket=$sock" >"$tmp/viod.log" 2>&1 &
+"$viod" --control "$tmp/control" --device "rng,id=rng0,socket=$sock" >"$tmp/viod.log" 2>&1 &
 viod_pid=$!
 for _ in $(seq 100); do
 	[ -S "$sock" ] && break

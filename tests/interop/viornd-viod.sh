@@ -13,7 +13,7 @@ within() { [ "$1" -ge "$2" ] && [ "$1" -lt "$3" ]; } # N LOW HIGH: LOW <= N < HI
 
 tmp=$(mktemp -d)
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$tmp"' EXIT
-"$viod" --device "rng,id=r0,socket=$tmp/r0.sock" \
+"$viod" --control "$tmp/control" --device "rng,id=r0,socket=$tmp/r0.sock" \
 	--device "rng,id=r1,socket=$tmp/r1.sock,max-bytes=8192,period=1000" \
 	--device "rng,id=r2,socket=$tmp/r2.sock,poll-us=0" 2>"$tmp/viod.log" &
 pid=$!
