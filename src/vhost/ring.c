@@ -42,6 +42,7 @@ static void pool_free(struct viod_vring *vr)
 	vr->iov_store = NULL;
 	vr->priv_store = NULL;
 	vr->batch = NULL;
+	vr->batch_cap = 0;
 	vr->nslots = 0;
 	vr->free_head = SLOT_NONE;
 }
@@ -85,14 +86,15 @@ static void pool_setup(struct viod_vring *vr)
 
 	if (depth > vr->num)
 		depth = vr->num;
-	if (vr->nslots != depth || !vr->batch) {
+	if (vr->nslots != depth || vr->batch_cap != vr->num) {
 		pool_free(vr);
 		vr->nslots = depth;
 		vr->slots = g_new0(struct viod_req_slot, depth);
 		vr->iov_store = g_new(struct iovec, (size_t)depth * cap);
 		if (ops->req_priv_size)
 			vr->priv_store = g_malloc0(ops->req_priv_size * depth);
-		vr->batch = g_new0(uint16_t, vr->num);
+		vr->batch_cap = vr->num;
+		vr->batch = g_new0(uint16_t, vr->batch_cap);
 		for (unsigned int i = 0; i < depth; i++) {
 			struct viod_req_slot *s = &vr->slots[i];
 
@@ -380,6 +382,10 @@ void viod_queue_complete(struct viod_queue *q, struct viod_req *r, uint32_t len)
 
 	if (!s->busy || s->gen != vr->gen)
 		return;
+	/* A slot is reused within a handler call: a batch can outgrow the
+	 * pool, and a hostile guest can re-post heads we have not published. */
+	if (vr->filled == vr->batch_cap)
+		viod_queue_flush(q);
 	if (!vr->vq.broken) {
 		viod_vq_fill(&vr->vq, r->head, len, vr->filled);
 		vr->batch[vr->filled++] = r->head;
@@ -451,16 +457,23 @@ enum viod_serve viod_vring_serve(struct viod_vring *vr)
 	}
 	if (vr->vq.broken)
 		report_broken(vr);
-	if (vr->state == RING_STOPPING && vr->stop_cmd &&
-	    (vr->held == 0 || vr->vq.broken)) {
-		struct viod_cmd *cmd = vr->stop_cmd;
-
-		vr->stop_cmd = NULL;
-		viod_vring_finish_stop(vr);
-		cmd->reply.state.num = vr->base;
-		viod_cmd_complete(vr->dev, cmd);
-	}
+	viod_vring_check_stop(vr);
 	return c.result;
+}
+
+/* A stopping ring whose last held request completed (or that broke):
+ * stopped now, and the deferred GET_VRING_BASE answered. Called between
+ * handler calls and source polls, never from inside one. */
+void viod_vring_check_stop(struct viod_vring *vr)
+{
+	struct viod_cmd *cmd = vr->stop_cmd;
+
+	if (vr->state != RING_STOPPING || !cmd || (vr->held && !vr->vq.broken))
+		return;
+	vr->stop_cmd = NULL;
+	viod_vring_finish_stop(vr);
+	cmd->reply.state.num = vr->base;
+	viod_cmd_complete(vr->dev, cmd);
 }
 
 static void call_pending(void *arg)

@@ -152,6 +152,7 @@ struct viod_vring {
 	atomic_bool wake;          /* viod_dev_queue_wake() */
 	uint16_t filled;           /* completed, not yet published */
 	uint16_t *batch;           /* heads filled, for the inflight region */
+	unsigned int batch_cap;
 	struct viod_cmd *stop_cmd; /* GET_VRING_BASE waiting for held requests */
 
 	/* Request pool. */
@@ -367,6 +368,7 @@ void viod_vring_reset(struct viod_vring *vr, bool close_fds);
 /* GET_VRING_BASE: stop, or start stopping; true once stopped. */
 bool viod_vring_begin_stop(struct viod_vring *vr);
 void viod_vring_finish_stop(struct viod_vring *vr);
+void viod_vring_check_stop(struct viod_vring *vr);
 bool viod_vring_served(const struct viod_vring *vr);
 /* Runs the device's handler once for the ring (guarded); reports a
  * ring the guest broke. */

@@ -218,8 +218,14 @@ static bool serve_once(struct viod_worker *w, uint64_t now, bool *polled)
 		vr->last = viod_vring_serve(vr);
 		progress |= vr->last == VIOD_SERVE_PROGRESS;
 	}
-	for (unsigned int i = 0; i < w->nsources; i++)
-		progress |= w->sources[i].poll(w->sources[i].opaque) == VIOD_SERVE_PROGRESS;
+	for (unsigned int i = 0; i < w->nsources; i++) {
+		if (w->sources[i].poll(w->sources[i].opaque) != VIOD_SERVE_PROGRESS)
+			continue;
+		progress = true;
+		/* A source may have completed a stopping ring's last request. */
+		for (unsigned int r = 0; r < w->nrings; r++)
+			viod_vring_check_stop(w->rings[r]);
+	}
 	if (progress)
 		/* Progress may have freed what a blocked ring waited for. */
 		for (unsigned int i = 0; i < w->nrings; i++)

@@ -416,8 +416,10 @@ static void test_inflight_crash(void)
 static void test_source(void)
 {
 	struct viod_fe fe;
+	struct viod_vu_msg m;
 	unsigned int seen[MAX_IDS] = { 0 };
 	uint64_t one = 1;
+	int rc;
 
 	if (!attach(&fe, false)) {
 		ok(false, "source: attach: %s", viod_fe_strerror(&fe));
@@ -430,6 +432,18 @@ static void test_source(void)
 	ok(write(io_fd, &one, sizeof(one)) == sizeof(one), "source: completion signalled");
 	is(reap(&fe, 4, seen), 4, "source: the worker's poll completed them");
 	ok(seen[30] && seen[31] && seen[32] && seen[33], "source: the right ones");
+
+	/* A stop that waits for I/O ends when the source completes it. */
+	post(&fe, 34, NULL);
+	ok(wait_popped(5), "source: one more held");
+	viod_fe_msg_send(fe.sock, VU_GET_VRING_BASE, VU_FLAG_VERSION, 8,
+			 &(struct vhost_vring_state){ 0, 0 }, 8, NULL, 0);
+	is(recv_within(&fe, &m, 300), -ETIMEDOUT, "source: GET_VRING_BASE waits for the I/O");
+	ok(write(io_fd, &one, sizeof(one)) == sizeof(one), "source: completion signalled");
+	rc = recv_within(&fe, &m, 5000);
+	ok(rc == 0 && m.hdr.request == VU_GET_VRING_BASE && m.u.state.num == 5,
+	   "source: answered once the source completed it (base %u)", m.u.state.num);
+	is(reap(&fe, 1, seen), 1, "source: and the guest got it");
 	viod_fe_disconnect(&fe);
 }
 
