@@ -280,6 +280,31 @@ static void apply_pfns(struct viod_dev *dev, struct balloon *b, uint32_t *pfns,
 }
 
 /*
+ * After a pass over buffer r: kept for the next call while done < total,
+ * else given back. True when given back.
+ */
+static bool buffer_done(struct balloon *b, struct viod_queue *q, struct viod_req *r,
+			uint64_t total)
+{
+	unsigned int qi = viod_queue_index(q);
+
+	if (r->done < total) {
+		b->cur[qi] = r;
+		return false;
+	}
+	b->cur[qi] = NULL;
+	viod_queue_complete(q, r, 0);
+	return true;
+}
+
+static enum viod_serve served(struct viod_dev *dev, bool progress)
+{
+	if (progress)
+		viod_dev_counters_changed(dev);
+	return progress ? VIOD_SERVE_PROGRESS : VIOD_SERVE_IDLE;
+}
+
+/*
  * Inflate and deflate queues: arrays of le32 PFNs, device-readable.
  *
  * With MUST_TELL_HOST the guest reuses no balloon page before its deflate
@@ -334,17 +359,11 @@ static enum viod_serve pfn_queue(struct viod_dev *dev, struct balloon *b,
 			r->done += n;
 			budget -= n;
 		}
-		if (r->done < total) {
-			b->cur[qi] = r;
+		if (!buffer_done(b, q, r, total))
 			break;
-		}
-		b->cur[qi] = NULL;
-		viod_queue_complete(q, r, 0);
 		chains++;
 	}
-	if (progress)
-		viod_dev_counters_changed(dev);
-	return progress ? VIOD_SERVE_PROGRESS : VIOD_SERVE_IDLE;
+	return served(dev, progress);
 }
 
 /*
@@ -392,17 +411,11 @@ static enum viod_serve report_queue(struct viod_dev *dev, struct balloon *b,
 				discard(dev, b, (unsigned int)reg, mem->regions[reg].gpa + start,
 					end - start, true);
 		}
-		if (r->done < r->out_len + r->in_len) {
-			b->cur[qi] = r;
+		if (!buffer_done(b, q, r, r->out_len + r->in_len))
 			break;
-		}
-		b->cur[qi] = NULL;
-		viod_queue_complete(q, r, 0);
 		chains++;
 	}
-	if (progress)
-		viod_dev_counters_changed(dev);
-	return progress ? VIOD_SERVE_PROGRESS : VIOD_SERVE_IDLE;
+	return served(dev, progress);
 }
 
 static void stats_parse(struct viod_dev *dev, struct balloon *b, const struct viod_req *r)
