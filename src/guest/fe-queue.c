@@ -264,6 +264,15 @@ int viod_fe_wait_any(struct viod_fe *fe, const unsigned int *idx, unsigned int n
 					     idx[i]);
 	}
 	backend = backend && fe->backend_fd >= 0;
+	/* Bounded busy-poll on the rings first, as viod_fe_wait does: a
+	 * wake-up costs tens of microseconds here. A back-end request that
+	 * comes meanwhile waits for the poll below (at most spin_us). */
+	for (int64_t spin_end = fe_now_ns() + (int64_t)fe->opts.spin_us * 1000;
+	     fe_now_ns() < spin_end;) {
+		if (fe_any_used(q, n) || (backend && fe->config_pending))
+			return 1;
+		fe_cpu_relax();
+	}
 	for (;;) {
 		unsigned int np = 0;
 		int r;

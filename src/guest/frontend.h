@@ -306,9 +306,11 @@ int viod_fe_wait(struct viod_fe *fe, unsigned int idx, int timeout_ms);
  * Waits up to timeout_ms (-1: forever) for any of: a used entry on one of
  * the n (<= VIOD_FE_WAIT_MAX) queues in idx[], or, with backend, a
  * request on the back-end channel or a config change not yet delivered.
- * Serves nothing (viod_fe_poll_backend does the channel). 1 when
- * something is ready, 0 on timeout, -EIO if a ring is broken, -ENOTCONN
- * if a queue is suspended, -errno.
+ * Busy-polls the rings for opts.spin_us first, as viod_fe_wait does
+ * (a channel request waits that long at most). Serves nothing
+ * (viod_fe_poll_backend does the channel). 1 when something is ready, 0
+ * on timeout, -EIO if a ring is broken, -ENOTCONN if a queue is
+ * suspended, -errno.
  */
 #define VIOD_FE_WAIT_MAX 8u
 int viod_fe_wait_any(struct viod_fe *fe, const unsigned int *idx, unsigned int n,
