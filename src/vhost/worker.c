@@ -449,6 +449,8 @@ int viod_workers_launch(struct viod_dev *dev)
 
 void viod_workers_stop(struct viod_dev *dev)
 {
+	bool inline_mode;
+
 	if (!dev->workers)
 		return;
 	viod_workers_unpark(dev);
@@ -462,12 +464,21 @@ void viod_workers_stop(struct viod_dev *dev)
 	pthread_mutex_lock(&dev->park_lock);
 	pthread_cond_broadcast(&dev->park_cond);
 	pthread_mutex_unlock(&dev->park_lock);
+	for (unsigned int i = 0; i < dev->nworkers; i++)
+		if (dev->workers[i].started)
+			pthread_join(dev->workers[i].thread, NULL);
+	/* What the primary did not get to (the last disconnect's reset, so
+	 * that the device is quiescent before its fini). */
+	inline_mode = dev->inline_mode;
+	current_worker = &dev->workers[0];
+	dev->inline_mode = true; /* nobody left to park */
+	run_commands(dev);
+	dev->inline_mode = inline_mode;
+	current_worker = NULL;
 	for (unsigned int i = 0; i < dev->nworkers; i++) {
 		struct viod_worker *w = &dev->workers[i];
 
-		if (w->started) {
-			pthread_join(w->thread, NULL);
-		} else if (dev->inline_mode && dev->ops->worker_stop) {
+		if (!w->started && dev->inline_mode && dev->ops->worker_stop) {
 			current_worker = w;
 			dev->ops->worker_stop(dev, i);
 			current_worker = NULL;

@@ -21,7 +21,9 @@
  * latency must stay under 100 ms (worst, median and sample count are
  * printed as a TAP comment so the figure can be quoted). After every
  * attack B must still serve entropy and viod must still run; if viod
- * dies the test says so and stops.
+ * dies the test says so and stops. Beside each GET_FEATURES the prober
+ * reads a key from the control store, which shares the control thread:
+ * its worst latency must stay under 100 ms too.
  *
  * Latency is measured here, so the test runs alone (is_parallel: false).
  * Every wait is bounded; the measurement windows (1 s of baseline, 3 s
@@ -49,6 +51,7 @@
 #include "guest/viomb.h"
 #include "guest/viornd.h"
 #include "tap.h"
+#include "viod/store.h"
 
 #define MS 1000000ull
 #define LATENCY_LIMIT_NS (100 * MS)
@@ -165,6 +168,8 @@ struct prober {
 	pthread_t thread;
 	bool started;
 	int sock;
+	ViodStoreClient *store;    /* the control store, read beside B */
+	uint64_t store_worst;      /* read after join */
 	int stop_fd;               /* eventfd: main -> prober */
 	int ready_fd;              /* eventfd: n reached want, or failed */
 	uint64_t *lat;             /* round trips, ns */
@@ -200,6 +205,24 @@ static void *prober_main(void *arg)
 			atomic_store(&p->failed, true);
 			break;
 		}
+		/* The control store shares the control thread: it must keep
+		 * answering too. */
+		{
+			g_autoptr(GError) err = NULL;
+			g_autofree char *state = NULL;
+			uint64_t s0 = now_ns(), sdt;
+
+			state = viod_store_client_read(p->store, "/devices/b/state", &err);
+			sdt = now_ns() - s0;
+			if (sdt > p->store_worst)
+				p->store_worst = sdt;
+			if (!state) {
+				snprintf(p->why, sizeof(p->why), "control store read: %s",
+					 err ? err->message : "?");
+				atomic_store(&p->failed, true);
+				break;
+			}
+		}
 		if (atomic_load(&p->n) < PROBE_MAX_SAMPLES) {
 			p->lat[atomic_load(&p->n)] = dt;
 			atomic_fetch_add(&p->n, 1);
@@ -222,6 +245,9 @@ static void prober_free(struct prober *p)
 	if (p->ready_fd >= 0)
 		close(p->ready_fd);
 	free(p->lat);
+	if (p->store)
+		viod_store_client_free(p->store);
+	p->store = NULL;
 	p->sock = p->stop_fd = p->ready_fd = -1;
 	p->lat = NULL;
 }
@@ -240,8 +266,9 @@ static bool prober_start(struct prober *p, const char *what)
 	p->stop_fd = eventfd(0, EFD_CLOEXEC);
 	p->ready_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	p->lat = calloc(PROBE_MAX_SAMPLES, sizeof(*p->lat));
+	p->store = viod_store_client_connect(ctl, NULL);
 	atomic_store(&p->want, PROBE_WARMUP);
-	if (p->sock < 0 || p->stop_fd < 0 || p->ready_fd < 0 || !p->lat ||
+	if (p->sock < 0 || p->stop_fd < 0 || p->ready_fd < 0 || !p->lat || !p->store ||
 	    pthread_create(&p->thread, NULL, prober_main, p) != 0) {
 		ok(false, "%s: prober on B starts", what);
 		prober_free(p);
@@ -307,6 +334,9 @@ static void prober_finish(struct prober *p, const char *what)
 	   p->worst < LATENCY_LIMIT_NS,
 	   "%s: B answered GET_FEATURES within 100 ms throughout (worst %.1f ms)",
 	   what, (double)p->worst / MS);
+	ok(!atomic_load(&p->failed) && p->store_worst < LATENCY_LIMIT_NS,
+	   "%s: the control store answered within 100 ms throughout (worst %.1f ms)",
+	   what, (double)p->store_worst / MS);
 	prober_free(p);
 }
 
