@@ -198,12 +198,6 @@ static int fd_nonblock(int fd)
 	return 0;
 }
 
-static struct viod_vring *cmd_vring(struct viod_dev *dev, struct viod_cmd *cmd,
-				    unsigned int idx)
-{
-	return viod_dev_vring(dev, idx);
-}
-
 static void rings_remap(struct viod_dev *dev)
 {
 	for (unsigned int q = 0; q < VIOD_MAX_VRINGS; q++) {
@@ -340,7 +334,7 @@ static int rem_mem_reg(struct viod_dev *dev, struct viod_cmd *cmd)
 
 static int set_vring_num(struct viod_dev *dev, struct viod_cmd *cmd)
 {
-	struct viod_vring *vr = cmd_vring(dev, cmd, cmd->msg.u.state.index);
+	struct viod_vring *vr = viod_dev_vring(dev, cmd->msg.u.state.index);
 
 	if (!viod_vq_size_valid(cmd->msg.u.state.num))
 		return -EINVAL;
@@ -354,7 +348,7 @@ static int set_vring_num(struct viod_dev *dev, struct viod_cmd *cmd)
 
 static int set_vring_addr(struct viod_dev *dev, struct viod_cmd *cmd)
 {
-	struct viod_vring *vr = cmd_vring(dev, cmd, cmd->msg.u.addr.index);
+	struct viod_vring *vr = viod_dev_vring(dev, cmd->msg.u.addr.index);
 
 	/* Only the log flag is defined; we offer no logging, so it is ignored. */
 	if (cmd->msg.u.addr.flags & ~(1u << VHOST_VRING_F_LOG))
@@ -367,7 +361,7 @@ static int set_vring_addr(struct viod_dev *dev, struct viod_cmd *cmd)
 
 static int set_vring_base(struct viod_dev *dev, struct viod_cmd *cmd)
 {
-	struct viod_vring *vr = cmd_vring(dev, cmd, cmd->msg.u.state.index);
+	struct viod_vring *vr = viod_dev_vring(dev, cmd->msg.u.state.index);
 
 	/* Split rings: the base is a 16-bit avail index. */
 	if (cmd->msg.u.state.num > 0xffff)
@@ -380,7 +374,7 @@ static int set_vring_base(struct viod_dev *dev, struct viod_cmd *cmd)
 
 static int get_vring_base(struct viod_dev *dev, struct viod_cmd *cmd)
 {
-	struct viod_vring *vr = cmd_vring(dev, cmd, cmd->msg.u.state.index);
+	struct viod_vring *vr = viod_dev_vring(dev, cmd->msg.u.state.index);
 
 	cmd->has_reply = true;
 	cmd->reply_size = sizeof(cmd->reply.state);
@@ -407,7 +401,7 @@ static int get_vring_base(struct viod_dev *dev, struct viod_cmd *cmd)
 
 static int set_vring_kick(struct viod_dev *dev, struct viod_cmd *cmd)
 {
-	struct viod_vring *vr = cmd_vring(dev, cmd, cmd->msg.u.u64 & VU_VRING_IDX_MASK);
+	struct viod_vring *vr = viod_dev_vring(dev, cmd->msg.u.u64 & VU_VRING_IDX_MASK);
 	int fd = -1, rc;
 
 	if (!(cmd->msg.u.u64 & VU_VRING_NOFD)) {
@@ -444,7 +438,7 @@ static int set_vring_kick(struct viod_dev *dev, struct viod_cmd *cmd)
 
 static int set_vring_fd(struct viod_dev *dev, struct viod_cmd *cmd, bool call)
 {
-	struct viod_vring *vr = cmd_vring(dev, cmd, cmd->msg.u.u64 & VU_VRING_IDX_MASK);
+	struct viod_vring *vr = viod_dev_vring(dev, cmd->msg.u.u64 & VU_VRING_IDX_MASK);
 	int *slot = call ? &vr->call_fd : &vr->err_fd;
 
 	if (*slot >= 0)
@@ -475,7 +469,7 @@ static int set_vring_err(struct viod_dev *dev, struct viod_cmd *cmd)
 
 static int set_vring_enable(struct viod_dev *dev, struct viod_cmd *cmd)
 {
-	struct viod_vring *vr = cmd_vring(dev, cmd, cmd->msg.u.state.index);
+	struct viod_vring *vr = viod_dev_vring(dev, cmd->msg.u.state.index);
 
 	if (cmd->msg.u.state.num > 1)
 		return -EINVAL;
@@ -718,7 +712,6 @@ int viod_handle_msg(struct viod_dev *dev, struct viod_vu_msg *m, int *fds,
 			fds[i] = -1;
 		}
 		cmd->nfds = nfds;
-		cmd->features = dev->features_acked;
 		cmd->reply_fd = -1;
 		/* The ack is decided by what was negotiated when it was sent. */
 		cmd->msg.hdr.flags &= ~VU_FLAG_NEED_REPLY;

@@ -182,7 +182,6 @@ struct viod_cmd {
 	struct viod_vu_msg msg;
 	int fds[VU_MAX_FDS];
 	unsigned int nfds;
-	uint64_t features;         /* negotiated when the control thread sent it */
 	/* Result. */
 	int rc;
 	bool has_reply;            /* reply carries its own payload */
