@@ -381,27 +381,3 @@ int64_t viod_dev_mem_discard(struct viod_dev *dev, unsigned int region,
 	after = fd_allocated(map->fd);
 	return before > after ? (int64_t)(before - after) : 0;
 }
-
-uint64_t viod_dev_mem_allocated(struct viod_dev *dev)
-{
-	struct stat st[VIOD_MEM_MAX_REGIONS];
-	uint64_t total = 0;
-
-	if (!dev->mt)
-		return 0;
-	/* Regions may be backed by one file (QEMU splits RAM around the PCI
-	 * hole and sends an fd per region): count each file once. */
-	for (unsigned int i = 0; i < dev->mt->mem.nregions; i++) {
-		bool seen = false;
-
-		if (!dev->mt->maps[i] || fstat(dev->mt->maps[i]->fd, &st[i]) < 0) {
-			st[i].st_ino = 0;
-			continue;
-		}
-		for (unsigned int j = 0; j < i && !seen; j++)
-			seen = st[j].st_ino == st[i].st_ino && st[j].st_dev == st[i].st_dev;
-		if (!seen)
-			total += (uint64_t)st[i].st_blocks * 512u;
-	}
-	return total;
-}

@@ -216,8 +216,6 @@ const struct viod_mem *viod_dev_mem(struct viod_dev *dev);
 uint64_t viod_dev_mem_page_size(struct viod_dev *dev, unsigned int region);
 int64_t viod_dev_mem_discard(struct viod_dev *dev, unsigned int region,
 			     uint64_t gpa, uint64_t len);
-/* Bytes of host memory currently allocated to guest memory. */
-uint64_t viod_dev_mem_allocated(struct viod_dev *dev);
 /* Any thread: guest memory in bytes (sum of the regions), 0 if none. */
 uint64_t viod_dev_mem_size(const struct viod_dev *dev);
 

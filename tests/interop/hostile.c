@@ -21,29 +21,11 @@
 
 #include "guest/frontend.h"
 #include "guest/viornd.h"
+#include "support.h"
 #include "tap.h"
 #include "viod/store.h"
 
 static char sock_a[256], sock_b[256], sock_c[256], ctl[256];
-
-static int connect_to(const char *path)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-	if (strlen(path) >= sizeof(sa.sun_path)) {
-		if (s >= 0)
-			close(s);
-		return -1;
-	}
-	memcpy(sa.sun_path, path, strlen(path) + 1);
-	if (s < 0 || connect(s, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		if (s >= 0)
-			close(s);
-		return -1;
-	}
-	return s;
-}
 
 /* True if the peer closed the connection (reading only EOF) in time. */
 static bool dropped(int s)
@@ -57,37 +39,16 @@ static bool dropped(int s)
 	return rc == -ECONNRESET || rc == -EPIPE;
 }
 
-/* Full viornd round trip on path: attach, read 256 bytes, detach. */
-static bool rng_serves(const char *path)
-{
-	struct viod_fe fe;
-	struct viornd sc;
-	uint8_t buf[256] = { 0 }, zero[256] = { 0 };
-	bool good = false;
-
-	if (viod_fe_init(&fe, NULL) < 0)
-		return false;
-	if (viod_fe_connect(&fe, path) == 0 && viornd_attach(&sc, &fe, NULL) == 0) {
-		good = viornd_read(&sc, buf, sizeof(buf)) == 0 &&
-		       memcmp(buf, zero, sizeof(buf)) != 0;
-		viornd_detach(&sc);
-	}
-	if (!good)
-		printf("# rng on %s: %s\n", path, viod_fe_strerror(&fe));
-	viod_fe_disconnect(&fe);
-	return good;
-}
-
 static void check_after(const char *what)
 {
-	ok(rng_serves(sock_b), "after %s: device B still serves", what);
+	ok(test_rng_serves(sock_b), "after %s: device B still serves", what);
 }
 
 /* Sends hdr+payload (sizes may disagree) with fds; expects a drop. */
 static void attack(const char *what, uint32_t req, uint32_t flags, uint32_t size,
 		   const void *payload, size_t plen, const int *fds, unsigned int nfds)
 {
-	int s = connect_to(sock_a);
+	int s = test_connect(sock_a);
 
 	if (s < 0) {
 		ok(false, "%s: connect", what);
@@ -120,7 +81,7 @@ static void framing_attacks(void)
 	for (size_t i = 0; i < sizeof(garbage); i++)
 		garbage[i] = (uint8_t)(i * 37 + 11);
 	{
-		int s = connect_to(sock_a);
+		int s = test_connect(sock_a);
 
 		viod_fe_send_bytes(s, garbage, sizeof(garbage), NULL, 0);
 		ok(dropped(s), "garbage bytes: connection dropped");
@@ -198,16 +159,16 @@ static void framing_attacks(void)
 /* A connection that sends half a header and stalls must not stall B. */
 static void half_message(void)
 {
-	int s = connect_to(sock_a);
+	int s = test_connect(sock_a);
 	uint32_t partial[2] = { VU_GET_FEATURES, VU_FLAG_VERSION };
 
 	viod_fe_send_bytes(s, partial, 6, NULL, 0);
-	ok(rng_serves(sock_b), "half a message pending on A: B still serves");
+	ok(test_rng_serves(sock_b), "half a message pending on A: B still serves");
 	close(s);
-	s = connect_to(sock_a);
+	s = test_connect(sock_a);
 	viod_fe_send_bytes(s, partial, 6, NULL, 0);
 	close(s);
-	ok(rng_serves(sock_a), "A serves after two half messages and disconnects");
+	ok(test_rng_serves(sock_a), "A serves after two half messages and disconnects");
 }
 
 /* How long a poll waits for what must happen soon: long enough for a
@@ -304,7 +265,7 @@ static void ring_attack(enum ring_attack kind)
 	viornd_detach(&sc);
 	viod_fe_disconnect(&fe);
 	check_after(what);
-	ok(rng_serves(sock_a), "%s: A serves again after reconnect", what);
+	ok(test_rng_serves(sock_a), "%s: A serves again after reconnect", what);
 }
 
 /* Posts requests, kicks, and vanishes without a word. */
@@ -337,7 +298,7 @@ static void vanish_mid_request(void)
 	fe.broken = true;
 	viornd_detach(&sc);
 	viod_fe_disconnect(&fe);
-	ok(rng_serves(sock_a), "front-end vanished mid-request: A serves the next one");
+	ok(test_rng_serves(sock_a), "front-end vanished mid-request: A serves the next one");
 	check_after("a front-end vanishing mid-request");
 }
 
@@ -375,7 +336,7 @@ static void truncated_memory(void)
 	viornd_detach(&sc);
 	viod_fe_disconnect(&fe);
 	check_after("guest memory truncated under viod");
-	ok(rng_serves(sock_a), "A serves again after the truncation");
+	ok(test_rng_serves(sock_a), "A serves again after the truncation");
 }
 
 /* A balloon key from the control store, or -1. */
@@ -497,7 +458,7 @@ static void balloon_attacks(void)
 
 static void get_config_out_of_range(void)
 {
-	int s = connect_to(sock_a);
+	int s = test_connect(sock_a);
 	struct viod_vu_msg m;
 	uint64_t pf = 1ull << VU_PF_REPLY_ACK;
 	struct viod_vu_config c = { .offset = 0, .size = 8 };
@@ -511,7 +472,7 @@ static void get_config_out_of_range(void)
 
 	/* rng has no config space: the protocol's zero-length error reply,
 	 * and the connection stays. */
-	s = connect_to(sock_a);
+	s = test_connect(sock_a);
 	pf |= 1ull << VU_PF_CONFIG;
 	viod_fe_msg_send(s, VU_SET_PROTOCOL_FEATURES, VU_FLAG_VERSION, 8, &pf, 8, NULL, 0);
 	viod_fe_msg_send(s, VU_GET_CONFIG, VU_FLAG_VERSION, 12 + 8, &c, 12 + 8, NULL, 0);
@@ -574,7 +535,7 @@ int main(int argc, char **argv)
 	if (!mkdtemp(dir))
 		return 1;
 	pid = start_viod(argv[1], dir);
-	ok(rng_serves(sock_a) && rng_serves(sock_b), "both devices serve at start");
+	ok(test_rng_serves(sock_a) && test_rng_serves(sock_b), "both devices serve at start");
 
 	framing_attacks();
 	get_config_out_of_range();

@@ -50,6 +50,7 @@
 #include "guest/frontend.h"
 #include "guest/viomb.h"
 #include "guest/viornd.h"
+#include "support.h"
 #include "tap.h"
 #include "viod/store.h"
 
@@ -102,26 +103,6 @@ static bool viod_running(void)
 }
 
 /* A raw connection; sends time out so that a stalled peer cannot hang us. */
-static int connect_to(const char *path)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	struct timeval tv = { .tv_sec = 2 };
-	int s;
-
-	if (strlen(path) >= sizeof(sa.sun_path))
-		return -1;
-	s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (s < 0)
-		return -1;
-	memcpy(sa.sun_path, path, strlen(path) + 1);
-	if (setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0 ||
-	    connect(s, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		close(s);
-		return -1;
-	}
-	return s;
-}
-
 static int send_msg(int s, uint32_t req, uint32_t flags, const void *payload,
 		    uint32_t size, const int *fds, unsigned int nfds)
 {
@@ -159,6 +140,25 @@ static bool wait_word_changes(const uint64_t *p, uint64_t from, int timeout_ms)
 		poll(NULL, 0, 1);
 	}
 	return true;
+}
+
+/*
+ * The messages that touch the data path, sent while the guest keeps its
+ * device busy: a new call fd for queue idx, then GET_VRING_BASE (st in,
+ * the reply out), timed in *ms. 0 or -errno.
+ */
+static int touch_and_stop(int sock, uint64_t idx, int call_fd,
+			  struct vhost_vring_state *st, double *ms)
+{
+	uint64_t t0 = now_ns();
+	int rc = send_msg(sock, VU_SET_VRING_CALL, 0, &idx, 8, &call_fd, 1);
+
+	if (rc == 0)
+		rc = send_msg(sock, VU_GET_VRING_BASE, 0, st, 8, NULL, 0);
+	if (rc == 0)
+		rc = recv_reply(sock, VU_GET_VRING_BASE, st, 8, REPLY_MS);
+	*ms = (double)(now_ns() - t0) / MS;
+	return rc;
 }
 
 /* ------------------------------------------------------------------ */
@@ -262,7 +262,7 @@ static bool prober_start(struct prober *p, const char *what)
 	struct pollfd pf;
 
 	memset(p, 0, sizeof(*p));
-	p->sock = connect_to(sock_b);
+	p->sock = test_connect(sock_b);
 	p->stop_fd = eventfd(0, EFD_CLOEXEC);
 	p->ready_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	p->lat = calloc(PROBE_MAX_SAMPLES, sizeof(*p->lat));
@@ -343,27 +343,6 @@ static void prober_finish(struct prober *p, const char *what)
 /* ------------------------------------------------------------------ */
 /* After each attack.                                                  */
 
-/* Full viornd round trip on path: attach, read 256 bytes, detach. */
-static bool rng_serves(const char *path)
-{
-	struct viod_fe fe;
-	struct viornd sc;
-	uint8_t buf[256] = { 0 }, zero[256] = { 0 };
-	bool good = false;
-
-	if (viod_fe_init(&fe, NULL) < 0)
-		return false;
-	if (viod_fe_connect(&fe, path) == 0 && viornd_attach(&sc, &fe, NULL) == 0) {
-		good = viornd_read(&sc, buf, sizeof(buf)) == 0 &&
-		       memcmp(buf, zero, sizeof(buf)) != 0;
-		viornd_detach(&sc);
-	}
-	if (!good)
-		printf("# rng on %s: %s\n", path, viod_fe_strerror(&fe));
-	viod_fe_disconnect(&fe);
-	return good;
-}
-
 /* B serves entropy and viod runs; false if viod is gone (stop testing). */
 static bool check_after(const char *what)
 {
@@ -372,7 +351,7 @@ static bool check_after(const char *what)
 	ok(alive, "after %s: viod still running", what);
 	if (!alive)
 		return false;
-	ok(rng_serves(sock_b), "after %s: B still serves entropy", what);
+	ok(test_rng_serves(sock_b), "after %s: B still serves entropy", what);
 	return viod_running();
 }
 
@@ -524,7 +503,7 @@ static void attack_flood_replies(void)
 			 (1ull << VU_PF_CONFIGURE_MEM_SLOTS), v, end;
 	int rc;
 
-	f.sock = connect_to(sock_a);
+	f.sock = test_connect(sock_a);
 	f.wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (f.sock < 0 || f.wake_fd < 0 ||
 	    send_msg(f.sock, VU_GET_FEATURES, 0, NULL, 0, NULL, 0) < 0 ||
@@ -590,7 +569,7 @@ static void attack_flood_no_replies(void)
 	} __attribute__((packed)) batch[64];
 	struct prober p;
 	uint64_t end, sent = 0, v;
-	int s = connect_to(sock_a), rc;
+	int s = test_connect(sock_a), rc;
 
 	if (s < 0) {
 		ok(false, "%s: connect", what);
@@ -639,7 +618,8 @@ static void attack_huge_chains(void)
 	struct viod_vqd *q;
 	struct prober p;
 	struct vhost_vring_state st = { .index = 0 };
-	uint64_t idx = 0, one = 1, t0, t1 = 0, *first = NULL;
+	uint64_t idx = 0, one = 1, *first = NULL;
+	double ms = 0;
 	int call_fd = -1, rc = -EINVAL;
 	bool attached;
 
@@ -677,16 +657,10 @@ static void attack_huge_chains(void)
 		(void)0;
 	if (!wait_word_changes(first, 0, 10000))
 		printf("# %s: the device did not start on the chains in 10 s\n", what);
-	t0 = now_ns();
-	rc = send_msg(fe.sock, VU_SET_VRING_CALL, 0, &idx, 8, &call_fd, 1);
-	if (rc == 0)
-		rc = send_msg(fe.sock, VU_GET_VRING_BASE, 0, &st, 8, NULL, 0);
-	if (rc == 0)
-		rc = recv_reply(fe.sock, VU_GET_VRING_BASE, &st, 8, REPLY_MS);
-	t1 = now_ns();
+	rc = touch_and_stop(fe.sock, idx, call_fd, &st, &ms);
 	prober_finish(&p, what);
 	printf("# %s: %u chains of %u MiB; A's GET_VRING_BASE reply took %.1f ms (base %u)\n",
-	       what, HUGE_CHAINS, HUGE_CHAIN_BYTES >> 20, (double)(t1 - t0) / MS, st.num);
+	       what, HUGE_CHAINS, HUGE_CHAIN_BYTES >> 20, ms, st.num);
 	ok(rc == 0, "%s: A answered GET_VRING_BASE within %d s (%s)", what, REPLY_MS / 1000,
 	   rc == 0 ? "yes" : strerror(-rc));
 out:
@@ -760,7 +734,8 @@ static void attack_huge_pfns(void)
 	struct viod_vqd_buf b = { .len = PFN_BYTES, .writable = false };
 	struct vhost_vring_state st = { .index = 0 };
 	struct prober p;
-	uint64_t one = 1, idx = 1, t0, t1, *marker;
+	uint64_t one = 1, idx = 1, *marker;
+	double ms = 0;
 	uint32_t *pfns;
 	size_t n = 0, valid;
 	int call_fd = -1, rc = -EINVAL;
@@ -805,16 +780,10 @@ static void attack_huge_pfns(void)
 		(void)0;
 	if (!wait_word_changes(marker, 0x5a5a5a5a5a5a5a5aull, 10000))
 		printf("# %s: the device did not start on the array in 10 s\n", what);
-	t0 = now_ns();
-	rc = send_msg(fe.sock, VU_SET_VRING_CALL, 0, &idx, 8, &call_fd, 1);
-	if (rc == 0)
-		rc = send_msg(fe.sock, VU_GET_VRING_BASE, 0, &st, 8, NULL, 0);
-	if (rc == 0)
-		rc = recv_reply(fe.sock, VU_GET_VRING_BASE, &st, 8, REPLY_MS);
-	t1 = now_ns();
+	rc = touch_and_stop(fe.sock, idx, call_fd, &st, &ms);
 	prober_finish(&p, what);
 	printf("# %s: %zu PFNs (%zu valid); C's GET_VRING_BASE reply took %.1f ms (base %u)\n",
-	       what, n, valid, (double)(t1 - t0) / MS, st.num);
+	       what, n, valid, ms, st.num);
 	ok(rc == 0, "%s: C answered GET_VRING_BASE within %d s (%s)", what, REPLY_MS / 1000,
 	   rc == 0 ? "yes" : strerror(-rc));
 out:
@@ -850,7 +819,7 @@ static void attack_region(const char *what, int fd, uint64_t size)
 	}
 	if (!prober_start(&p, what))
 		return;
-	s = connect_to(sock_a);
+	s = test_connect(sock_a);
 	if (s < 0 || send_msg(s, VU_GET_FEATURES, 0, NULL, 0, NULL, 0) < 0 ||
 	    recv_reply(s, VU_GET_FEATURES, &v, 8, REPLY_MS) < 0 ||
 	    send_msg(s, VU_SET_PROTOCOL_FEATURES, 0, &pf, 8, NULL, 0) < 0 ||
@@ -1143,7 +1112,7 @@ int main(int argc, char **argv)
 	}
 	if (!ok(start_viod(argv[1]), "viod starts with rng a, rng b, balloon c"))
 		goto out;
-	if (!ok(rng_serves(sock_a) && rng_serves(sock_b), "A and B serve at start"))
+	if (!ok(test_rng_serves(sock_a) && test_rng_serves(sock_b), "A and B serve at start"))
 		goto out;
 
 	baseline();
@@ -1158,13 +1127,13 @@ int main(int argc, char **argv)
 	attack_huge_chains();
 	if (!check_after("2"))
 		goto out;
-	ok(rng_serves(sock_a), "after 2: A serves again");
+	ok(test_rng_serves(sock_a), "after 2: A serves again");
 	attack_huge_pfns();
 	if (!check_after("3"))
 		goto out;
 	if (!attack_regions())
 		goto out;
-	ok(rng_serves(sock_a), "after 4: A serves again");
+	ok(test_rng_serves(sock_a), "after 4: A serves again");
 	attack_held_stats();
 	if (!check_after("5"))
 		goto out;

@@ -36,6 +36,7 @@
 #include <linux/virtio_ring.h>
 
 #include "guest/frontend.h"
+#include "support.h"
 #include "tap.h"
 
 #define FK_QUEUES 4u
@@ -90,21 +91,6 @@ struct fake {
 	ino_t set_ino;
 };
 
-static int count_fds(void)
-{
-	DIR *d = opendir("/proc/self/fd");
-	struct dirent *e;
-	int n = 0;
-
-	if (!d)
-		return -1;
-	while ((e = readdir(d)))
-		if (e->d_name[0] != '.')
-			n++;
-	closedir(d);
-	return n;
-}
-
 static ino_t fd_ino(int fd)
 {
 	struct stat st;
@@ -137,43 +123,6 @@ static void fake_conn_reset(struct fake *f)
 	}
 	f->mem.nregions = 0;
 	f->acked = 0;
-}
-
-static void fake_mem_table(struct fake *f, const struct viod_vu_mem_table *t,
-			   const int *fds, unsigned int nfds)
-{
-	for (unsigned int i = 0; i < t->nregions && i < nfds; i++) {
-		const struct viod_vu_region *r = &t->regions[i];
-		void *p = mmap(NULL, r->size + r->mmap_offset, PROT_READ | PROT_WRITE,
-			       MAP_SHARED, fds[i], 0);
-
-		if (p == MAP_FAILED)
-			continue;
-		f->maps[i] = p;
-		f->map_len[i] = r->size + r->mmap_offset;
-		f->mem.regions[f->mem.nregions++] = (struct viod_mem_region){
-			.gpa = r->gpa, .size = r->size, .uva = r->uva,
-			.host = (uint8_t *)p + r->mmap_offset,
-		};
-	}
-}
-
-static void fake_start_ring(struct fake *f, unsigned int qi)
-{
-	struct fk_q *q = &f->q[qi];
-	void *desc = viod_mem_map_uva(&f->mem, q->addr.desc_user_addr,
-				      viod_vring_desc_size(q->num));
-	void *avail = viod_mem_map_uva(&f->mem, q->addr.avail_user_addr,
-				       viod_vring_avail_size(q->num));
-	void *used = viod_mem_map_uva(&f->mem, q->addr.used_user_addr,
-				      viod_vring_used_size(q->num));
-
-	if (!desc || !avail || !used)
-		return;
-	viod_vq_init(&q->vq, &f->mem, (uint16_t)q->num, desc, avail, used, q->base,
-		     f->acked >> VIRTIO_RING_F_EVENT_IDX & 1,
-		     f->acked >> VIRTIO_RING_F_INDIRECT_DESC & 1);
-	q->running = true;
 }
 
 /* Answers GET_INFLIGHT_FD as the script says. */
@@ -290,7 +239,7 @@ static bool fake_msg(struct fake *f)
 		f->acked = m.u.u64;
 		break;
 	case VU_SET_MEM_TABLE:
-		fake_mem_table(f, &m.u.mem, fds, nfds);
+		test_fake_map_table(&f->mem, f->maps, f->map_len, &m.u.mem, fds, nfds);
 		break;
 	case VU_SET_VRING_NUM:
 		f->q[qi].num = m.u.state.num;
@@ -313,7 +262,9 @@ static bool fake_msg(struct fake *f)
 			*slot = fds[0];
 			nfds = 0;
 			if (m.hdr.request == VU_SET_VRING_KICK)
-				fake_start_ring(f, qi);
+				f->q[qi].running = test_fake_start_ring(
+					&f->q[qi].vq, &f->mem, f->q[qi].num, &f->q[qi].addr,
+					f->q[qi].base, f->acked);
 		}
 		break;
 	case VU_GET_VRING_BASE: {
@@ -517,7 +468,7 @@ static void test_get_inflight(void)
 	struct viod_inflight_queue *iq;
 	struct fake f;
 	struct viod_fe fe;
-	int before = count_fds(), fds_now, old_fd;
+	int before = test_count_fds(), fds_now, old_fd;
 	ino_t first_ino;
 
 	if (!ok(attach(&f, &fe, "get", PF_BASE) == 0, "get: attach")) {
@@ -535,7 +486,7 @@ static void test_get_inflight(void)
 		int r;
 
 		atomic_store(&f.inf_mode, bad[i].mode);
-		fds_now = count_fds();
+		fds_now = test_count_fds();
 		r = viod_fe_get_inflight(&fe, 2, 128);
 		if (!ok(r == bad[i].want && strstr(viod_fe_strerror(&fe), bad[i].why),
 			"%s: %d", bad[i].what, r))
@@ -543,7 +494,7 @@ static void test_get_inflight(void)
 		ok(fe.inflight.map == NULL && fe.inflight.fd == -1 && fe.inflight.size == 0,
 		   "%s: nothing kept", bad[i].what);
 		is(fe_sync(&fe), 0, "connection still usable");
-		is(count_fds(), fds_now, "no fd leaked");
+		is(test_count_fds(), fds_now, "no fd leaked");
 	}
 
 	atomic_store(&f.inf_mode, INF_GOOD);
@@ -582,18 +533,18 @@ static void test_get_inflight(void)
 
 	/* A second GET replaces the region; the first is released. */
 	old_fd = fe.inflight.fd;
-	fds_now = count_fds();
+	fds_now = test_count_fds();
 	is(viod_fe_get_inflight(&fe, 1, 64), 0, "GET_INFLIGHT_FD again");
 	ok(fd_ino(fe.inflight.fd) != first_ino && fe.inflight.num_queues == 1,
 	   "the new region replaces the old");
 	is(fe_sync(&fe), 0, "sync");
-	ok(count_fds() == fds_now && fcntl(old_fd, F_GETFD) < 0,
+	ok(test_count_fds() == fds_now && fcntl(old_fd, F_GETFD) < 0,
 	   "the old region's fd (%d) closed", old_fd);
 
 	is(viod_fe_disconnect(&fe), 0, "disconnect");
 	ok(fe.inflight.map == NULL && fe.inflight.fd == -1, "disconnect released the region");
 	fake_stop(&f);
-	is(count_fds(), before, "every fd closed");
+	is(test_count_fds(), before, "every fd closed");
 }
 
 static void test_not_offered(void)
@@ -645,7 +596,7 @@ static void test_reconnect(void)
 	uint32_t len;
 	uint16_t base = 0;
 	ino_t ino;
-	int before = count_fds(), at_mem, at_inf, at_ring, kfd, r;
+	int before = test_count_fds(), at_mem, at_inf, at_ring, kfd, r;
 	unsigned int free_before;
 
 	if (!ok(attach(&f, &fe, "reconnect", PF_BASE) == 0, "reconnect: attach")) {
@@ -729,7 +680,7 @@ static void test_reconnect(void)
 
 	is(viod_fe_disconnect(&fe), 0, "disconnect");
 	fake_stop(&f);
-	is(count_fds(), before, "every fd closed");
+	is(test_count_fds(), before, "every fd closed");
 }
 
 /*
@@ -741,7 +692,7 @@ static void test_reconnect_no_resume(void)
 	struct fake f;
 	struct viod_fe fe;
 	uint16_t base = 0xffff;
-	int before = count_fds();
+	int before = test_count_fds();
 
 	if (!ok(attach(&f, &fe, "noresume", PF_BASE) == 0, "no-resume: attach")) {
 		viod_fe_disconnect(&fe);
@@ -763,7 +714,7 @@ static void test_reconnect_no_resume(void)
 	is(viod_fe_disconnect(&fe), 0, "disconnect");
 	is(log_find(&f, 2, VU_GET_VRING_BASE), -1, "no GET_VRING_BASE for suspended queues");
 	fake_stop(&f);
-	is(count_fds(), before, "every fd closed");
+	is(test_count_fds(), before, "every fd closed");
 }
 
 int main(void)

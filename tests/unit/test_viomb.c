@@ -31,6 +31,7 @@
 
 #include "guest/frontend.h"
 #include "guest/viomb.h"
+#include "support.h"
 #include "tap.h"
 
 #define FAKE_QUEUES 5u
@@ -288,44 +289,6 @@ static void fake_serve_queue(struct fake *f, unsigned int qi)
 	}
 }
 
-static void fake_mem_table(struct fake *f, const struct viod_vu_mem_table *t,
-			   const int *fds, unsigned int nfds)
-{
-	f->mem.nregions = 0;
-	for (unsigned int i = 0; i < t->nregions && i < nfds; i++) {
-		const struct viod_vu_region *r = &t->regions[i];
-		void *p = mmap(NULL, r->size + r->mmap_offset, PROT_READ | PROT_WRITE,
-			       MAP_SHARED, fds[i], 0);
-
-		if (p == MAP_FAILED)
-			continue;
-		f->maps[i] = p;
-		f->map_len[i] = r->size + r->mmap_offset;
-		f->mem.regions[f->mem.nregions++] = (struct viod_mem_region){
-			.gpa = r->gpa, .size = r->size, .uva = r->uva,
-			.host = (uint8_t *)p + r->mmap_offset,
-		};
-	}
-}
-
-static void fake_start_ring(struct fake *f, unsigned int qi)
-{
-	struct fake_q *q = &f->q[qi];
-	void *desc = viod_mem_map_uva(&f->mem, q->addr.desc_user_addr,
-				      viod_vring_desc_size(q->num));
-	void *avail = viod_mem_map_uva(&f->mem, q->addr.avail_user_addr,
-				       viod_vring_avail_size(q->num));
-	void *used = viod_mem_map_uva(&f->mem, q->addr.used_user_addr,
-				      viod_vring_used_size(q->num));
-
-	if (!desc || !avail || !used)
-		return;
-	viod_vq_init(&q->vq, &f->mem, (uint16_t)q->num, desc, avail, used, q->base,
-		     f->acked >> VIRTIO_RING_F_EVENT_IDX & 1,
-		     f->acked >> VIRTIO_RING_F_INDIRECT_DESC & 1);
-	q->running = true;
-}
-
 /* Handles one front-end message; false when the connection is gone. */
 static bool fake_msg(struct fake *f)
 {
@@ -361,7 +324,7 @@ static bool fake_msg(struct fake *f)
 		f->acked = m.u.u64;
 		break;
 	case VU_SET_MEM_TABLE:
-		fake_mem_table(f, &m.u.mem, fds, nfds);
+		test_fake_map_table(&f->mem, f->maps, f->map_len, &m.u.mem, fds, nfds);
 		break;
 	case VU_SET_BACKEND_REQ_FD:
 		if (nfds == 1) {
@@ -390,7 +353,9 @@ static bool fake_msg(struct fake *f)
 		if (nfds == 1 && qi < FAKE_QUEUES) {
 			f->q[qi].kick = fds[0];
 			nfds = 0;
-			fake_start_ring(f, qi);
+			f->q[qi].running = test_fake_start_ring(&f->q[qi].vq, &f->mem,
+								f->q[qi].num, &f->q[qi].addr,
+								f->q[qi].base, f->acked);
 		}
 		break;
 	case VU_GET_VRING_BASE: {

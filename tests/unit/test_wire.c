@@ -14,22 +14,8 @@
 #include <sys/stat.h>
 
 #include "vhost/wire.h"
+#include "support.h"
 #include "tap.h"
-
-static int count_fds(void)
-{
-	DIR *d = opendir("/proc/self/fd");
-	struct dirent *e;
-	int n = 0;
-
-	if (!d)
-		return -1;
-	while ((e = readdir(d)))
-		if (e->d_name[0] != '.')
-			n++;
-	closedir(d);
-	return n;
-}
 
 static void close_all(const int *fds, unsigned int n)
 {
@@ -127,7 +113,7 @@ static void test_surplus(void)
 		ok(false, "setup");
 		return;
 	}
-	before = count_fds();
+	before = test_count_fds();
 
 	/* Room for 3 in all, 1 held already, 4 sent: 2 kept, 2 closed. */
 	is(viod_wire_send(sv[0], "ab", 2, out, 4, 0), 0, "send 4 fds");
@@ -137,13 +123,13 @@ static void test_surplus(void)
 	is(n, -EMSGSIZE, "more fds than room: -EMSGSIZE");
 	is(nin, 3, "the room filled, the caller's to close");
 	close_all(in, nin);
-	is(count_fds(), before, "surplus fds closed, none leaked");
+	is(test_count_fds(), before, "surplus fds closed, none leaked");
 
 	/* No room at all. */
 	is(viod_wire_send(sv[0], "c", 1, out, 1, 0), 0, "send 1 fd");
 	is(viod_wire_recv(sv[1], buf, sizeof(buf), NULL, NULL, 0, 0), -EMSGSIZE,
 	   "an fd where none may come: -EMSGSIZE");
-	is(count_fds(), before, "and it is closed");
+	is(test_count_fds(), before, "and it is closed");
 
 	/* Nine fds overflow the 8-fd control buffer: MSG_CTRUNC. */
 	ok(raw_send_fds(sv[0], out, VIOD_WIRE_MAX_FDS + 1) == 1, "raw send of 9 fds");
@@ -152,7 +138,7 @@ static void test_surplus(void)
 	is(n, -EMSGSIZE, "truncated control data: -EMSGSIZE");
 	ok(nin <= VIOD_WIRE_MAX_FDS, "at most 8 handed over (%u)", nin);
 	close_all(in, nin);
-	is(count_fds(), before, "nothing leaked");
+	is(test_count_fds(), before, "nothing leaked");
 
 	close(sv[0]);
 	close(sv[1]);
