@@ -38,6 +38,8 @@ static void publish_queues(struct viod_dev *dev, const char *p)
 				      (guint64)atomic_load_explicit(&vr->bytes, memory_order_relaxed));
 		viod_store_setf_under(ctl.st, qp, "errors", "%" G_GUINT64_FORMAT,
 				      (guint64)atomic_load_explicit(&vr->errors, memory_order_relaxed));
+		viod_store_setf_under(ctl.st, qp, "in-flight", "%u",
+				      atomic_load_explicit(&vr->held_pub, memory_order_relaxed));
 	}
 }
 

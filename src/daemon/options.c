@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "util/size.h"
 #include "vhost/vhost.h"
 
 /* Options every device takes; the rest are the device type's. */
@@ -18,30 +19,6 @@ static bool is_core_option(const char *key)
 }
 
 /* A byte count with an optional K, M, G or T suffix (powers of 1024). */
-static gboolean parse_size(const char *s, guint64 *out, GError **err)
-{
-	g_autofree char *num = g_strdup(s);
-	size_t len = strlen(num);
-	unsigned int shift = 0;
-	guint64 v;
-
-	if (len > 1) {
-		switch (g_ascii_toupper(num[len - 1])) {
-		case 'K': shift = 10; break;
-		case 'M': shift = 20; break;
-		case 'G': shift = 30; break;
-		case 'T': shift = 40; break;
-		default: break;
-		}
-		if (shift)
-			num[len - 1] = '\0';
-	}
-	if (!g_ascii_string_to_unsigned(num, 10, 1, G_MAXUINT64 >> shift, &v, err))
-		return FALSE;
-	*out = v << shift;
-	return TRUE;
-}
-
 struct viod_dev *viod_device_from_spec(const char *spec, GError **err)
 {
 	g_auto(GStrv) parts = g_strsplit(spec, ",", -1);
@@ -89,7 +66,7 @@ struct viod_dev *viod_device_from_spec(const char *spec, GError **err)
 			 (strcmp(parts[i], "workers") == 0 &&
 			  !g_ascii_string_to_unsigned(eq + 1, 10, 1, VIOD_MAX_WORKERS, &workers,
 						      err)) ||
-			 (strcmp(parts[i], "mem-max") == 0 && !parse_size(eq + 1, &mem_max, err))) {
+			 (strcmp(parts[i], "mem-max") == 0 && !viod_parse_size(eq + 1, &mem_max, err))) {
 			g_prefix_error(err, "%s %s=%s: ", parts[0], parts[i], eq + 1);
 			return NULL;
 		}

@@ -11,11 +11,11 @@
  *   config_read, config_write, features_changed, reset, store_attach,
  *   store_publish;
  * - the device's workers (its data path): worker_start, worker_stop,
- *   queue_handler, queue_release, dp_reset, mem_changed, event sources'
- *   poll. Each queue is served by one worker
- *   (queue_worker picks it among the device's workers=N); dp_reset and
- *   mem_changed run with every other worker of the device parked, so they
- *   may touch every queue.
+ *   queue_handler, queue_release, queue_drain, dp_reset, mem_changed,
+ *   event sources' poll. Each queue is served by one worker
+ *   (queue_worker picks it among the device's workers=N); dp_reset,
+ *   mem_changed and queue_drain run with every other worker of the device
+ *   parked, so they may touch every queue and other workers' sources.
  * A worker serves only its own device's queues, so nothing a device does
  * on its workers can delay another device; a hook must still do bounded
  * work per call (see queue_handler), since the device's own control
@@ -112,6 +112,13 @@ struct viod_device_ops {
 	 * until the device wants new data): the queue stops or guest memory
 	 * changes. Requests waiting for I/O are left to complete. */
 	void (*queue_release)(struct viod_dev *dev, struct viod_queue *q);
+	/* Before the requests q still holds are forgotten (a device reset,
+	 * the front-end gone, a broken ring stopped): wait until no I/O the
+	 * device started for q is in flight, completing what finishes, so
+	 * that nothing touches their buffers afterwards. May block for the
+	 * backing store's latency; on the primary worker, others parked.
+	 * Requests left held afterwards are dropped. */
+	void (*queue_drain)(struct viod_dev *dev, struct viod_queue *q);
 	/* Config space access, range already checked. */
 	void (*config_read)(struct viod_dev *dev, uint32_t off, void *buf, uint32_t len);
 	int (*config_write)(struct viod_dev *dev, uint32_t off, const void *buf,
@@ -180,7 +187,8 @@ void viod_queue_flush(struct viod_queue *q);
 /* Puts back the most recently popped request, not yet completed. */
 void viod_queue_unpop(struct viod_queue *q, struct viod_req *r);
 unsigned int viod_queue_index(const struct viod_queue *q);
-/* Requests popped and not completed. */
+/* Requests popped and not completed (also shown in the store as the
+ * queue's in-flight count). */
 unsigned int viod_queue_held(const struct viod_queue *q);
 /* Serve this queue no sooner than CLOCK_MONOTONIC ns until (rate limits). */
 void viod_queue_throttle(struct viod_queue *q, uint64_t until);
@@ -198,7 +206,10 @@ void viod_dev_queue_wake(struct viod_dev *dev, unsigned int qidx);
  * (viod_queue_flush, on queues this worker serves) and says whether it
  * made progress, which also unblocks the worker's BLOCKED queues. The
  * worker calls poll in its polling phase too, so a source needs no wake-up
- * while the worker spins. 0, -ENOSPC (too many sources) or -errno.
+ * while the worker spins. poll runs guarded: if guest memory faults under
+ * it (a front-end shrank its memory), the rings of the worker are broken,
+ * so poll must keep its own bookkeeping consistent before it touches guest
+ * memory. 0, -ENOSPC (too many sources) or -errno.
  */
 int viod_worker_add_source(struct viod_dev *dev, int fd,
 			   enum viod_serve (*poll)(void *opaque), void *opaque);

@@ -74,6 +74,7 @@ static void pool_reset(struct viod_vring *vr)
 	}
 	vr->free_head = vr->nslots ? 0 : SLOT_NONE;
 	vr->held = 0;
+	atomic_store_explicit(&vr->held_pub, 0, memory_order_relaxed);
 	vr->filled = 0;
 }
 
@@ -206,13 +207,36 @@ void viod_vring_release(struct viod_vring *vr)
 	viod_queue_flush((struct viod_queue *)vr);
 }
 
+/* Waits for the device's I/O on the ring's held requests (queue_drain). */
+static void drain_guarded(void *arg)
+{
+	struct viod_vring *vr = arg;
+
+	vr->dev->ops->queue_drain(vr->dev, (struct viod_queue *)vr);
+}
+
+void viod_vring_drain(struct viod_vring *vr)
+{
+	unsigned int faults = 0;
+
+	if (!vr->held || !vr->dev->ops->queue_drain)
+		return;
+	/* A fault while completing a request (guest memory shrunk) breaks
+	 * the ring, and draining goes on: the device reaps an I/O before it
+	 * touches guest memory for it, so each fault costs one completion. */
+	while (viod_guard_run(drain_guarded, vr) < 0 && faults++ < 65536u)
+		vr->vq.broken = true;
+	viod_queue_flush((struct viod_queue *)vr);
+}
+
 /* Stops serving and forgets held requests (the device released them
- * first); with close_fds, the ring's front-end configuration goes too. */
+ * and its I/O on them is over); with close_fds, the ring's front-end configuration goes too. */
 void viod_vring_reset(struct viod_vring *vr, bool close_fds)
 {
 	if (vr->w && vr->kick_fd >= 0 && vr->state != RING_STOPPED)
 		viod_worker_unwatch(vr->w, vr->kick_fd);
 	viod_vring_release(vr);
+	viod_vring_drain(vr);
 	vr->state = RING_STOPPED;
 	vr->gen++;
 	pool_reset(vr);
@@ -333,6 +357,7 @@ struct viod_req *viod_queue_pop(struct viod_queue *q)
 		return NULL;
 	vr->free_head = s->next_free;
 	vr->held++;
+	atomic_store_explicit(&vr->held_pub, vr->held, memory_order_relaxed);
 	s->busy = true;
 	s->gen = vr->gen;
 	s->mt = vr->dev->mt;
@@ -356,6 +381,7 @@ static void slot_release(struct viod_vring *vr, struct viod_req_slot *s)
 	s->next_free = vr->free_head;
 	vr->free_head = (unsigned int)(s - vr->slots);
 	vr->held--;
+	atomic_store_explicit(&vr->held_pub, vr->held, memory_order_relaxed);
 }
 
 void viod_queue_unpop(struct viod_queue *q, struct viod_req *r)
@@ -427,6 +453,13 @@ static void report_broken(struct viod_vring *vr)
 		(void)0;
 	viod_dev_warn(vr->dev, "queue %u: guest violated the ring protocol; queue stopped until reset",
 		      vr->idx);
+}
+
+void viod_vring_break(struct viod_vring *vr)
+{
+	vr->vq.broken = true;
+	vr->filled = 0;
+	report_broken(vr);
 }
 
 struct serve_call {

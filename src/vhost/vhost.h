@@ -168,6 +168,7 @@ struct viod_vring {
 
 	/* Counters (worker writes, control reads). */
 	atomic_uint_fast64_t requests, bytes, errors;
+	atomic_uint held_pub;      /* held, for the store */
 };
 
 /* A command: a request that runs on the device's primary worker. */
@@ -362,6 +363,10 @@ void viod_vring_map(struct viod_vring *vr, bool fresh);
 int viod_vring_start(struct viod_vring *vr);
 /* Has the device complete the requests it holds on purpose, now. */
 void viod_vring_release(struct viod_vring *vr);
+/* Marks the ring broken by the guest (reported once per setup). */
+void viod_vring_break(struct viod_vring *vr);
+/* Waits for the device's I/O on the held requests (queue_drain). */
+void viod_vring_drain(struct viod_vring *vr);
 /* Stops serving; held requests are dropped (their slots freed). */
 void viod_vring_reset(struct viod_vring *vr, bool close_fds);
 /* GET_VRING_BASE: stop, or start stopping; true once stopped. */

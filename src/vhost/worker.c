@@ -203,6 +203,32 @@ static bool ring_ready(struct viod_vring *vr, uint64_t now)
 	return vr->last != VIOD_SERVE_BLOCKED || vr->state == RING_STOPPING;
 }
 
+struct source_call {
+	struct viod_source *src;
+	enum viod_serve result;
+};
+
+static void source_guarded(void *arg)
+{
+	struct source_call *c = arg;
+
+	c->result = c->src->poll(c->src->opaque);
+}
+
+/* Polls a source; guest memory that faults under it (a front-end shrank
+ * its memory) breaks the worker's rings, which are all one device's. */
+static enum viod_serve poll_source(struct viod_worker *w, struct viod_source *src)
+{
+	struct source_call c = { .src = src, .result = VIOD_SERVE_IDLE };
+
+	if (viod_guard_run(source_guarded, &c) == 0)
+		return c.result;
+	for (unsigned int i = 0; i < w->nrings; i++)
+		if (w->rings[i]->mapped)
+			viod_vring_break(w->rings[i]);
+	return VIOD_SERVE_PROGRESS;
+}
+
 /* Runs every ready ring and source once; true if any made progress. */
 static bool serve_once(struct viod_worker *w, uint64_t now, bool *polled)
 {
@@ -219,7 +245,7 @@ static bool serve_once(struct viod_worker *w, uint64_t now, bool *polled)
 		progress |= vr->last == VIOD_SERVE_PROGRESS;
 	}
 	for (unsigned int i = 0; i < w->nsources; i++) {
-		if (w->sources[i].poll(w->sources[i].opaque) != VIOD_SERVE_PROGRESS)
+		if (poll_source(w, &w->sources[i]) != VIOD_SERVE_PROGRESS)
 			continue;
 		progress = true;
 		/* A source may have completed a stopping ring's last request. */
