@@ -39,6 +39,11 @@
 #define BLK_REAP_BUDGET 1024u
 #define BLK_SQ_ENTRIES 1024u
 #define BLK_CQ_ENTRIES 4096u
+/* User data: the request, and in its top byte a segment number + 1 and
+ * whether that segment was punched. */
+#define SEG_SHIFT 56
+#define SEG_PUNCH 0x80u
+#define REQ_MASK ((1ull << SEG_SHIFT) - 1)
 
 static struct blk_worker *worker_of(struct blk *b, const struct viod_queue *q)
 {
@@ -188,6 +193,30 @@ static bool submit_rw(struct blk *b, struct blk_worker *w, struct blk_req *br)
 	return true;
 }
 
+/*
+ * One segment of a discard or write-zeroes: a hole reads as zeros, so
+ * both punch when allowed to deallocate; write-zeroes without UNMAP keeps
+ * the blocks (ZERO_RANGE), or punches where the file system has no
+ * ZERO_RANGE (tmpfs, memfd). The segment index travels in the top byte of
+ * the user data.
+ */
+static bool submit_zero(struct blk *b, struct blk_worker *w, struct blk_req *br,
+			unsigned int i, bool unmap)
+{
+	struct io_uring_sqe *sqe = get_sqe(w);
+	int mode = FALLOC_FL_KEEP_SIZE;
+
+	bool punch = unmap || atomic_load_explicit(&b->no_zero_range, memory_order_relaxed);
+
+	if (!sqe)
+		return false;
+	mode |= punch ? FALLOC_FL_PUNCH_HOLE : FALLOC_FL_ZERO_RANGE;
+	io_uring_prep_fallocate(sqe, b->fd_buffered, mode, br->seg[i].off, br->seg[i].len);
+	op_started(w, br, sqe);
+	sqe->user_data |= (uint64_t)((i + 1) | (punch ? SEG_PUNCH : 0)) << SEG_SHIFT;
+	return true;
+}
+
 /* Discard / write-zeroes on a block device: the kernel has no io_uring
  * operation for them here, so they run synchronously (bounded by
  * BLK_MAX_DISCARD_SECTORS per segment). */
@@ -268,15 +297,12 @@ static bool start_zero(struct blk *b, struct blk_worker *w, struct blk_req *br,
 			return false;
 	}
 	for (unsigned int i = 0; i < n; i++) {
-		struct io_uring_sqe *sqe = get_sqe(w);
 		bool unmap = discard || (le32toh(seg[i].flags) & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP);
-		int mode = FALLOC_FL_KEEP_SIZE | (unmap ? FALLOC_FL_PUNCH_HOLE : FALLOC_FL_ZERO_RANGE);
 
+		br->seg[i].off = le64toh(seg[i].sector) * BLK_SECTOR;
+		br->seg[i].len = (uint64_t)le32toh(seg[i].num_sectors) * BLK_SECTOR;
 		/* Space was checked above. */
-		io_uring_prep_fallocate(sqe, b->fd_buffered, mode,
-					le64toh(seg[i].sector) * BLK_SECTOR,
-					(uint64_t)le32toh(seg[i].num_sectors) * BLK_SECTOR);
-		op_started(w, br, sqe);
+		(void)submit_zero(b, w, br, i, unmap);
 	}
 	return true;
 }
@@ -417,7 +443,8 @@ enum viod_serve blk_queue(struct viod_dev *dev, struct viod_queue *q)
 }
 
 /* One completed operation of br; res as io_uring reports it. */
-static void op_done(struct blk *b, struct blk_worker *w, struct blk_req *br, int res)
+static void op_done(struct blk *b, struct blk_worker *w, struct blk_req *br, int res,
+		    unsigned int seg)
 {
 	/* Bookkeeping first: guest memory may fault below. */
 	br->ops--;
@@ -450,6 +477,11 @@ static void op_done(struct blk *b, struct blk_worker *w, struct blk_req *br, int
 			res = -EIO; /* end of file: the image shrank */
 		}
 	}
+	if (res == -EOPNOTSUPP && seg && !(seg & SEG_PUNCH)) {
+		atomic_store(&b->no_zero_range, true);
+		if (submit_zero(b, w, br, (seg & ~SEG_PUNCH) - 1, true))
+			return;
+	}
 	if (res < 0 && br->result == VIRTIO_BLK_S_OK)
 		br->result = res == -EOPNOTSUPP ? VIRTIO_BLK_S_UNSUPP : VIRTIO_BLK_S_IOERR;
 	if (res < 0)
@@ -467,12 +499,13 @@ static unsigned int reap(struct blk *b, struct blk_worker *w, unsigned int max)
 	unsigned int n = 0;
 
 	while (n < max && io_uring_peek_cqe(&w->ring, &cqe) == 0) {
-		struct blk_req *br = io_uring_cqe_get_data(cqe);
+		struct blk_req *br = (struct blk_req *)(uintptr_t)(cqe->user_data & REQ_MASK);
+		unsigned int seg = (unsigned int)(cqe->user_data >> SEG_SHIFT);
 		int res = cqe->res;
 
 		io_uring_cqe_seen(&w->ring, cqe);
 		n++;
-		op_done(b, w, br, res);
+		op_done(b, w, br, res, seg);
 	}
 	return n;
 }

@@ -224,6 +224,19 @@ static int open_image(struct blk *b, GError **err)
 	return 0;
 }
 
+static void blk_fini(struct viod_dev *dev)
+{
+	struct blk *b = viod_dev_priv(dev);
+
+	if (b->fd >= 0 && b->fd != b->fd_buffered)
+		close(b->fd);
+	if (b->fd_buffered >= 0)
+		close(b->fd_buffered);
+	b->fd = b->fd_buffered = -1;
+	g_clear_pointer(&b->workers, g_free);
+	g_clear_pointer(&b->path, g_free);
+}
+
 static int blk_init(struct viod_dev *dev, GError **err)
 {
 	struct blk *b = viod_dev_priv(dev);
@@ -268,8 +281,10 @@ static int blk_init(struct viod_dev *dev, GError **err)
 				    "size= is for backend=null; an image has its own size");
 			return -EINVAL;
 		}
-		if ((rc = open_image(b, err)) < 0)
+		if ((rc = open_image(b, err)) < 0) {
+			blk_fini(dev);
 			return rc;
+		}
 	}
 	if (!b->read_only)
 		features &= ~(1ull << VIRTIO_BLK_F_RO);
@@ -281,19 +296,6 @@ static int blk_init(struct viod_dev *dev, GError **err)
 	b->nworkers = viod_dev_workers(dev);
 	b->workers = g_new0(struct blk_worker, b->nworkers);
 	return 0;
-}
-
-static void blk_fini(struct viod_dev *dev)
-{
-	struct blk *b = viod_dev_priv(dev);
-
-	if (b->fd >= 0 && b->fd != b->fd_buffered)
-		close(b->fd);
-	if (b->fd_buffered >= 0)
-		close(b->fd_buffered);
-	b->fd = b->fd_buffered = -1;
-	g_clear_pointer(&b->workers, g_free);
-	g_clear_pointer(&b->path, g_free);
 }
 
 static unsigned int blk_queue_worker(struct viod_dev *dev, unsigned int qidx)

@@ -85,6 +85,7 @@ struct blk {
 	bool is_direct;
 	bool is_blockdev;
 	uint32_t dio_align;       /* O_DIRECT memory and offset alignment */
+	atomic_bool no_zero_range; /* the file system lacks FALLOC_FL_ZERO_RANGE */
 
 	/* Shared. */
 	atomic_uint_fast64_t capacity; /* in 512-byte sectors */
@@ -110,6 +111,7 @@ struct blk_req {
 	uint64_t len;             /* data bytes left to transfer */
 	uint64_t moved;           /* data bytes transferred */
 	unsigned int ops;         /* operations of this request in flight */
+	struct { uint64_t off, len; } seg[BLK_MAX_DISCARD_SEG]; /* discard / write-zeroes */
 	uint32_t used;            /* used length when it completes */
 };
 

@@ -232,6 +232,7 @@ void viod_dev_attach(struct viod_dev *dev, int fd)
 	dev->conn_fd = fd;
 	dev->connections++;
 	viod_rxbuf_reset(&dev->rx, false);
+	viod_workers_start_inline(dev);
 }
 
 int viod_dev_inject(struct viod_dev *dev, const struct viod_vu_msg *m, const int *fds,

@@ -213,7 +213,8 @@ struct viod_worker {
 	struct viod_dev *dev;
 	unsigned int index;
 	pthread_t thread;
-	bool started;
+	bool started;              /* its thread runs */
+	bool hooked;               /* inline: worker_start ran */
 	int epfd;
 	int wake_fd;
 	atomic_bool stop;
@@ -395,6 +396,7 @@ void viod_inflight_flush(struct viod_vring *vr, uint16_t n);
 
 /* worker.c */
 int viod_workers_start(struct viod_dev *dev);
+void viod_workers_start_inline(struct viod_dev *dev);
 int viod_workers_launch(struct viod_dev *dev);
 void viod_workers_stop(struct viod_dev *dev);
 void viod_worker_wake(struct viod_worker *w);

@@ -430,7 +430,7 @@ static int worker_init(struct viod_dev *dev, struct viod_worker *w, unsigned int
  * Creates the device's workers and assigns its rings. The threads start
  * with the first front-end (viod_workers_launch), so a device nobody uses
  * costs no thread; an inline device (tests, fuzzers) runs the workers'
- * start hooks at once and is driven by its caller.
+ * start hooks when it is attached and is driven by its caller.
  */
 int viod_workers_start(struct viod_dev *dev)
 {
@@ -444,14 +444,25 @@ int viod_workers_start(struct viod_dev *dev)
 	if (rc < 0)
 		return rc;
 	viod_workers_assign(dev);
-	if (dev->inline_mode && dev->ops->worker_start) {
-		for (unsigned int i = 0; i < dev->nworkers; i++) {
-			current_worker = &dev->workers[i];
-			dev->ops->worker_start(dev, i);
-		}
-		current_worker = NULL;
-	}
 	return 0;
+}
+
+/* Inline mode: the workers' start hooks, once, when a front-end comes
+ * (after the device's options and init, as threads would start). */
+void viod_workers_start_inline(struct viod_dev *dev)
+{
+	if (!dev->inline_mode || !dev->ops->worker_start)
+		return;
+	for (unsigned int i = 0; i < dev->nworkers; i++) {
+		struct viod_worker *w = &dev->workers[i];
+
+		if (w->hooked)
+			continue;
+		w->hooked = true;
+		current_worker = w;
+		dev->ops->worker_start(dev, i);
+	}
+	current_worker = NULL;
 }
 
 /* Control thread: the device's threads, once. 0 or -errno. */
@@ -504,12 +515,12 @@ void viod_workers_stop(struct viod_dev *dev)
 	for (unsigned int i = 0; i < dev->nworkers; i++) {
 		struct viod_worker *w = &dev->workers[i];
 
-		if (!w->started && dev->inline_mode && dev->ops->worker_stop) {
+		if (w->hooked && dev->ops->worker_stop) {
 			current_worker = w;
 			dev->ops->worker_stop(dev, i);
 			current_worker = NULL;
 		}
-		w->started = false;
+		w->started = w->hooked = false;
 		if (w->epfd >= 0)
 			close(w->epfd);
 		if (w->wake_fd >= 0)

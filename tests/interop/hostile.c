@@ -1,10 +1,13 @@
 /*
  * Hostile front-end test: starts viod (argv[1]) with two rng devices, A and
- * B, then attacks A with malformed messages, wrong fd counts, absurd
- * region tables, half messages, hostile descriptors and abrupt
- * disconnects. After every attack A must have dropped (or refused) the
- * bad connection, B must still serve entropy through the viornd driver,
- * and at the end A must serve again and viod must exit 0 on SIGTERM.
+ * B, a balloon C and a blk device D on a 4 MiB image, then attacks A with
+ * malformed messages, wrong fd counts, absurd region tables, half
+ * messages, hostile descriptors and abrupt disconnects, and C and D with
+ * bad requests of their own kind. After every attack A must have dropped
+ * (or refused) the bad connection, B must still serve entropy through the
+ * viornd driver, and at the end A must serve again and viod must exit 0
+ * on SIGTERM. D's image must hold what D acknowledged and nothing a bad
+ * request carried.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -18,6 +21,8 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <endian.h>
+#include <linux/virtio_blk.h>
 
 #include "guest/frontend.h"
 #include "guest/viornd.h"
@@ -25,7 +30,7 @@
 #include "tap.h"
 #include "viod/store.h"
 
-static char sock_a[256], sock_b[256], sock_c[256], ctl[256];
+static char sock_a[256], sock_b[256], sock_c[256], sock_d[256], image_d[256], ctl[256];
 
 /* True if the peer closed the connection (reading only EOF) in time. */
 static bool dropped(int s)
@@ -486,10 +491,182 @@ static void get_config_out_of_range(void)
 	close(s);
 }
 
+/* ---- the blk device D: bad requests, I/O in flight at disconnect ---- */
+
+#define D_SECTORS 8192u /* 4 MiB */
+
+static bool blk_attach(struct viod_fe *fe)
+{
+	struct viod_fe_opts o;
+
+	viod_fe_opts_init(&o);
+	o.mem_size = 16u << 20;
+	return viod_fe_init(fe, &o) == 0 && viod_fe_connect(fe, sock_d) == 0 &&
+	       viod_fe_negotiate(fe, 1ull << VIRTIO_BLK_F_FLUSH) == 0 &&
+	       viod_fe_queue_setup(fe, 0, 64) == 0 && viod_fe_driver_ok(fe) == 0;
+}
+
+/*
+ * One request: a header of hdr_len bytes (16 is right) with type and
+ * sector, data_len data bytes (device-writable for reads), then a status
+ * byte unless no_status. Returns the used length, or -1 if the device did
+ * not answer in time; *status gets the status byte.
+ */
+static int blk_raw(struct viod_fe *fe, uint32_t type, uint64_t sector, uint32_t hdr_len,
+		   const void *out, uint32_t data_len, bool data_write, bool no_status,
+		   uint8_t *status)
+{
+	struct viod_vqd *q = viod_fe_vqd(fe, 0);
+	struct viod_vqd_buf b[3];
+	unsigned int n = 0;
+	uint64_t hgpa, dgpa, sgpa;
+	uint8_t *hdr = viod_fe_alloc(fe, 16, 16, &hgpa);
+	uint8_t *data = data_len ? viod_fe_alloc(fe, data_len, 4096, &dgpa) : NULL;
+	uint8_t *st = viod_fe_alloc(fe, 1, 1, &sgpa);
+	void *cookie;
+	uint32_t len;
+
+	if (!hdr || !st || (data_len && !data))
+		return -1;
+	memcpy(hdr, &(struct virtio_blk_outhdr){ .type = htole32(type),
+						 .sector = htole64(sector) }, 16);
+	*st = 0xee;
+	b[n++] = (struct viod_vqd_buf){ .gpa = hgpa, .len = hdr_len };
+	if (data_len) {
+		if (out)
+			memcpy(data, out, data_len);
+		b[n++] = (struct viod_vqd_buf){ .gpa = dgpa, .len = data_len, .writable = data_write };
+	}
+	if (!no_status)
+		b[n++] = (struct viod_vqd_buf){ .gpa = sgpa, .len = 1, .writable = true };
+	if (viod_vqd_add(q, b, n, NULL) < 0 || viod_fe_kick(fe, 0) < 0 ||
+	    viod_fe_wait(fe, 0, 3000) != 1 || viod_vqd_get_used(q, &cookie, &len) != 1)
+		return -1;
+	*status = *st;
+	return (int)len;
+}
+
+/* The image's bytes, or NULL. */
+static char *image_contents(size_t *len)
+{
+	char *c = NULL;
+
+	return g_file_get_contents(image_d, &c, len, NULL) ? c : NULL;
+}
+
+static void blk_attacks(void)
+{
+	static const struct {
+		const char *what;
+		uint32_t type;
+		uint64_t sector;
+		uint32_t hdr_len, data_len;
+		bool data_write, no_status;
+		uint8_t want;
+	} bad[] = {
+		{ "read past the capacity", VIRTIO_BLK_T_IN, D_SECTORS, 16, 512, true, false, VIRTIO_BLK_S_IOERR },
+		{ "write straddling the end", VIRTIO_BLK_T_OUT, D_SECTORS - 1, 16, 1024, false, false, VIRTIO_BLK_S_IOERR },
+		{ "write at sector 2^64-1 (overflow)", VIRTIO_BLK_T_OUT, UINT64_MAX, 16, 512, false, false, VIRTIO_BLK_S_IOERR },
+		{ "write at sector 2^55 (byte offset overflow)", VIRTIO_BLK_T_OUT, 1ull << 55, 16, 512, false, false, VIRTIO_BLK_S_IOERR },
+		{ "write of 100 bytes (not a sector multiple)", VIRTIO_BLK_T_OUT, 0, 16, 100, false, false, VIRTIO_BLK_S_IOERR },
+		{ "8-byte header", VIRTIO_BLK_T_OUT, 0, 8, 0, false, false, VIRTIO_BLK_S_IOERR },
+		{ "unknown request type", 0x7777, 0, 16, 512, false, false, VIRTIO_BLK_S_UNSUPP },
+		{ "discard with 17 segments", VIRTIO_BLK_T_DISCARD, 0, 16, 17 * 16, false, false, VIRTIO_BLK_S_UNSUPP },
+		{ "discard with a partial segment", VIRTIO_BLK_T_DISCARD, 0, 16, 20, false, false, VIRTIO_BLK_S_UNSUPP },
+	};
+	uint8_t junk[17 * 16], status = 0;
+	struct viod_fe fe;
+	size_t len0 = 0, len1 = 0;
+	g_autofree char *before = image_contents(&len0);
+	g_autofree char *after = NULL;
+	int used;
+
+	if (!blk_attach(&fe)) {
+		ok(false, "blk: attach: %s", viod_fe_strerror(&fe));
+		viod_fe_disconnect(&fe);
+		return;
+	}
+	memset(junk, 0xa5, sizeof(junk));
+	for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
+		used = blk_raw(&fe, bad[i].type, bad[i].sector, bad[i].hdr_len, junk,
+			       bad[i].data_len, bad[i].data_write, bad[i].no_status, &status);
+		ok(used >= 1 && status == bad[i].want, "blk: %s: status %u (want %u), used %d",
+		   bad[i].what, status, bad[i].want, used);
+	}
+	used = blk_raw(&fe, VIRTIO_BLK_T_OUT, 0, 16, junk, 512, false, true, &status);
+	ok(used == 0, "blk: a write without a status byte completes with length 0 (%d)", used);
+	after = image_contents(&len1);
+	ok(before && after && len0 == len1 && memcmp(before, after, len0) == 0,
+	   "blk: no bad request touched the image");
+	used = blk_raw(&fe, VIRTIO_BLK_T_OUT, 8, 16, junk, 512, false, false, &status);
+	ok(used == 1 && status == VIRTIO_BLK_S_OK, "blk: a good write after them is served");
+	g_free(after);
+	after = image_contents(&len1);
+	ok(after && len1 == len0 && memcmp(after + 8 * 512, junk, 512) == 0,
+	   "blk: and lands in the image");
+	viod_fe_disconnect(&fe);
+	check_after("bad blk requests");
+}
+
+/*
+ * Reads of 1 MiB kept in flight while the front-end vanishes, and while
+ * its memory is truncated under them: D drains its I/O, stays alive and
+ * serves the next front-end; B never notices.
+ */
+static void blk_vanish(bool truncate)
+{
+	const char *what = truncate ? "blk: memory truncated under I/O" : "blk: vanished with I/O in flight";
+	struct viod_fe fe;
+	struct viod_vqd *q;
+	uint8_t status = 0;
+	uint64_t one = 1;
+
+	if (!blk_attach(&fe)) {
+		ok(false, "%s: attach: %s", what, viod_fe_strerror(&fe));
+		viod_fe_disconnect(&fe);
+		return;
+	}
+	q = viod_fe_vqd(&fe, 0);
+	for (int i = 0; i < 8; i++) {
+		uint64_t hgpa, dgpa, sgpa;
+		uint8_t *hdr = viod_fe_alloc(&fe, 16, 16, &hgpa);
+		struct viod_vqd_buf b[3];
+
+		if (!hdr || !viod_fe_alloc(&fe, 1u << 20, 4096, &dgpa) ||
+		    !viod_fe_alloc(&fe, 1, 1, &sgpa))
+			break;
+		memcpy(hdr, &(struct virtio_blk_outhdr){ .type = htole32(VIRTIO_BLK_T_IN),
+							 .sector = htole64(i * 512u % D_SECTORS) }, 16);
+		b[0] = (struct viod_vqd_buf){ .gpa = hgpa, .len = 16 };
+		b[1] = (struct viod_vqd_buf){ .gpa = dgpa, .len = 1u << 20, .writable = true };
+		b[2] = (struct viod_vqd_buf){ .gpa = sgpa, .len = 1, .writable = true };
+		viod_vqd_add(q, b, 3, NULL);
+	}
+	if (truncate)
+		ok(ftruncate(fe.memfd, 0) == 0, "%s: guest memory fd truncated", what);
+	if (write(fe.queues[0].kick_fd, &one, sizeof(one)) < 0)
+		(void)0;
+	close(fe.sock);
+	fe.sock = -1;
+	fe.broken = true;
+	viod_fe_disconnect(&fe);
+	if (blk_attach(&fe)) {
+		int used = blk_raw(&fe, VIRTIO_BLK_T_IN, 8, 16, NULL, 512, true, false, &status);
+
+		ok(used == 513 && status == VIRTIO_BLK_S_OK, "%s: D serves the next front-end (%d)",
+		   what, used);
+	} else {
+		ok(false, "%s: reattach: %s", what, viod_fe_strerror(&fe));
+	}
+	viod_fe_disconnect(&fe);
+	check_after(what);
+}
+
 static pid_t start_viod(const char *viod, const char *dir)
 {
-	char spec_a[300], spec_b[300], spec_c[300];
+	char spec_a[300], spec_b[300], spec_c[300], spec_d[600];
 	pid_t pid;
+	int fd;
 
 	snprintf(sock_a, sizeof(sock_a), "%s/a.sock", dir);
 	snprintf(sock_b, sizeof(sock_b), "%s/b.sock", dir);
@@ -498,17 +675,26 @@ static pid_t start_viod(const char *viod, const char *dir)
 	snprintf(spec_a, sizeof(spec_a), "rng,id=a,socket=%s", sock_a);
 	snprintf(spec_b, sizeof(spec_b), "rng,id=b,socket=%s", sock_b);
 	snprintf(spec_c, sizeof(spec_c), "balloon,id=c,socket=%s,stats=off", sock_c);
+	snprintf(sock_d, sizeof(sock_d), "%s/d.sock", dir);
+	snprintf(image_d, sizeof(image_d), "%s/d.img", dir);
+	snprintf(spec_d, sizeof(spec_d), "blk,id=d,socket=%s,path=%s", sock_d, image_d);
+	fd = open(image_d, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+	if (fd < 0 || ftruncate(fd, D_SECTORS * 512ull) < 0) {
+		printf("Bail out! cannot create %s\n", image_d);
+		exit(1);
+	}
+	close(fd);
 	pid = fork();
 	if (pid == 0) {
 		execl(viod, viod, "--control", ctl, "--device", spec_a, "--device", spec_b,
-		      "--device", spec_c, (char *)NULL);
+		      "--device", spec_c, "--device", spec_d, (char *)NULL);
 		_exit(127);
 	}
 	for (int64_t end = now_ms() + POLL_DEADLINE_MS;; usleep(10000)) {
 		struct stat st;
 
 		if (stat(sock_a, &st) == 0 && stat(sock_b, &st) == 0 &&
-		    stat(sock_c, &st) == 0 && stat(ctl, &st) == 0)
+		    stat(sock_c, &st) == 0 && stat(sock_d, &st) == 0 && stat(ctl, &st) == 0)
 			break;
 		if (pid < 0 || waitpid(pid, NULL, WNOHANG) != 0 || now_ms() >= end) {
 			printf("Bail out! viod did not create its sockets within %d ms\n",
@@ -546,13 +732,17 @@ int main(int argc, char **argv)
 	vanish_mid_request();
 	truncated_memory();
 	balloon_attacks();
+	blk_attacks();
+	blk_vanish(false);
+	blk_vanish(true);
 
 	ok(kill(pid, 0) == 0, "viod still running after every attack");
 	kill(pid, SIGTERM);
 	waitpid(pid, &status, 0);
 	ok(WIFEXITED(status) && WEXITSTATUS(status) == 0, "viod exits 0 on SIGTERM");
 	ok(access(sock_a, F_OK) < 0 && access(sock_b, F_OK) < 0 && access(sock_c, F_OK) < 0 &&
-	   access(ctl, F_OK) < 0, "sockets removed");
+	   access(sock_d, F_OK) < 0 && access(ctl, F_OK) < 0, "sockets removed");
+	unlink(image_d);
 	rmdir(dir);
 	return tap_done();
 }
