@@ -1200,7 +1200,7 @@ static int blk_raw(int argc, char **argv)
 	size_t i;
 	int r;
 
-	blk_parse("raw", "- send one request unchecked; print status=... used_len=...",
+	blk_parse("raw", "- send one request unchecked; print status=N and used_len=N lines",
 		  entries, argc, argv);
 	if (!type_s)
 		die(EXIT_USAGE, "blk raw: --type T is required");
@@ -1238,7 +1238,7 @@ static int blk_raw(int argc, char **argv)
 	r = ld_raw(&sc, 0, &rq, &status, &used_len);
 	if (r < 0)
 		fe_die(&fe, r, "blk raw");
-	printf("status=%u used_len=%u\n", status, used_len);
+	printf("status=%u\nused_len=%u\n", status, used_len);
 	fflush(stdout);
 	blk_finish(&fe, &sc);
 	return 0;
