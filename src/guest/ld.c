@@ -523,7 +523,10 @@ static int ld_job_post(struct ld *sc, struct ld_queue *q, unsigned int s,
 		out_len = sizeof(seg);
 		break;
 	case VIRTIO_BLK_T_GET_ID:
+		/* Zeroed first: a device that writes only the string and its
+		 * NUL leaves no stale bytes of an earlier request behind. */
 		in_len = j->in_len;
+		memset(rq->data, 0, in_len);
 		break;
 	default:                  /* FLUSH */
 		break;
