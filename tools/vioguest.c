@@ -6,9 +6,12 @@
  *   vioguest --socket PATH [--regions N] [--memory SIZE] [--spin-us N]
  *            COMMAND [OPTIONS]
  *
+ * COMMAND: info, rng, rng-stream, balloon (viomb(4)), blk (ld(4) at virtio).
+ *
  * Exit status: 0 success, 1 runtime failure, 2 bad arguments; failures
  * print one line "vioguest: ..." on stderr.
  */
+#include <endian.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -22,12 +25,15 @@
 #include <glib.h>
 
 #include "guest/frontend.h"
+#include "guest/ld.h"
 #include "guest/viomb.h"
 #include "guest/viornd.h"
 
 #define EXIT_RUNTIME 1
 #define EXIT_USAGE 2
 #define RNG_CHUNK (64u * 1024u)
+/* Host buffer for blk read/write/verify: requests are cut from it. */
+#define BLK_CHUNK (8u << 20)
 
 struct global_opts {
 	char *socket;
@@ -649,6 +655,712 @@ static int cmd_balloon(int argc, char **argv)
 	return 0;
 }
 
+/* ------------------------------------------------------------------ */
+/* blk: ld(4) at virtio.                                               */
+
+/* Options every blk action takes. */
+static struct {
+	int queues;
+	int qd;
+	int queue_size;           /* 0: enough for qd requests */
+	char *max_transfer;
+	char *seg_size;
+} blk_o = { .queues = 1, .qd = 0 };
+
+static GOptionEntry blk_common_entries[] = {
+	{ "queues", 0, 0, G_OPTION_ARG_INT, &blk_o.queues,
+	  "Request queues to use, 1..8; fewer if the device has fewer (default 1)", "N" },
+	{ "qd", 0, 0, G_OPTION_ARG_INT, &blk_o.qd,
+	  "Requests in flight per queue (default 16; bench: 32)", "N" },
+	{ "queue-size", 0, 0, G_OPTION_ARG_INT, &blk_o.queue_size,
+	  "Ring size (default: 128, or more for a deep --qd)", "N" },
+	{ "max-transfer", 0, 0, G_OPTION_ARG_STRING, &blk_o.max_transfer,
+	  "Data bytes per request (default 128K; bench: --bs)", "SIZE" },
+	{ "seg-size", 0, 0, G_OPTION_ARG_STRING, &blk_o.seg_size,
+	  "Bytes per data descriptor at most (default: the device's size_max)", "SIZE" },
+	{ NULL },
+};
+
+static const struct {
+	const char *name;
+	unsigned int bit;
+} blk_features[] = {
+	{ "size_max", VIRTIO_BLK_F_SIZE_MAX },
+	{ "seg_max", VIRTIO_BLK_F_SEG_MAX },
+	{ "ro", VIRTIO_BLK_F_RO },
+	{ "blk_size", VIRTIO_BLK_F_BLK_SIZE },
+	{ "flush", VIRTIO_BLK_F_FLUSH },
+	{ "topology", VIRTIO_BLK_F_TOPOLOGY },
+	{ "config_wce", VIRTIO_BLK_F_CONFIG_WCE },
+	{ "mq", VIRTIO_BLK_F_MQ },
+	{ "discard", VIRTIO_BLK_F_DISCARD },
+	{ "write_zeroes", VIRTIO_BLK_F_WRITE_ZEROES },
+};
+
+/* A decimal integer in [min, max]; exits 2 otherwise. */
+static uint64_t u64_arg(const char *name, const char *s, uint64_t min, uint64_t max)
+{
+	guint64 v;
+
+	if (!s || !g_ascii_string_to_unsigned(s, 10, min, max, &v, NULL))
+		die(EXIT_USAGE, "--%s: expected an integer in [%" PRIu64 ", %" PRIu64
+		    "], got '%s'", name, min, max, s ? s : "");
+	return v;
+}
+
+/* --sector N --count C: both required, the range computable. */
+static void blk_range_args(const char *action, const char *sector_s,
+			   const char *count_s, uint64_t *sector, uint64_t *count)
+{
+	if (!sector_s || !count_s)
+		die(EXIT_USAGE, "blk %s: --sector N and --count C are required", action);
+	*sector = u64_arg("sector", sector_s, 0, UINT64_MAX >> LD_SECTOR_SHIFT);
+	*count = u64_arg("count", count_s, 1, (UINT64_MAX >> LD_SECTOR_SHIFT) - *sector);
+}
+
+/* Parses the common options (after the action's own) and attaches ld. */
+static void blk_attach(struct viod_fe *fe, struct ld *sc, int default_qd,
+		       uint32_t default_transfer)
+{
+	struct ld_opts o;
+	char names[160];
+	size_t used = 0;
+	int qd = blk_o.qd ? blk_o.qd : default_qd;
+	int r;
+
+	if (blk_o.queues < 1 || blk_o.queues > (int)LD_MAX_QUEUES)
+		die(EXIT_USAGE, "--queues: expected 1..%u, got %d", LD_MAX_QUEUES,
+		    blk_o.queues);
+	if (qd < 1 || qd > (int)VIOD_VQ_MAX_SIZE)
+		die(EXIT_USAGE, "--qd: expected 1..%u, got %d", VIOD_VQ_MAX_SIZE, qd);
+	if (blk_o.queue_size == 0) {
+		/* Room for qd requests of header, one data segment, status. */
+		blk_o.queue_size = LD_DEFAULT_QUEUE_SIZE;
+		while (blk_o.queue_size < 3 * qd && blk_o.queue_size < (int)VIOD_VQ_MAX_SIZE)
+			blk_o.queue_size *= 2;
+	}
+	check_queue_size(blk_o.queue_size);
+	if (blk_o.queue_size < 4 || qd > blk_o.queue_size)
+		die(EXIT_USAGE, "--queue-size %d: expected >= 4 and >= --qd %d",
+		    blk_o.queue_size, qd);
+
+	ld_opts_init(&o);
+	o.nqueues = (unsigned int)blk_o.queues;
+	o.queue_size = (uint16_t)blk_o.queue_size;
+	o.queue_depth = (unsigned int)qd;
+	o.max_transfer = default_transfer;
+	if (blk_o.max_transfer)
+		o.max_transfer = (uint32_t)size_arg("max-transfer", blk_o.max_transfer,
+						    LD_SECTOR_SIZE, LD_MAX_TRANSFER);
+	if (o.max_transfer % LD_SECTOR_SIZE)
+		die(EXIT_USAGE, "--max-transfer: expected a multiple of 512");
+	if (blk_o.seg_size) {
+		o.seg_size = (uint32_t)size_arg("seg-size", blk_o.seg_size, LD_SECTOR_SIZE,
+						UINT32_MAX - LD_SECTOR_SIZE + 1);
+		if (o.seg_size % LD_SECTOR_SIZE)
+			die(EXIT_USAGE, "--seg-size: expected a multiple of 512");
+	}
+	o.timeout_ms = g.timeout_ms;
+
+	fe_start(fe);
+	r = ld_attach(sc, fe, &o);
+	if (r == -ENOMEM)
+		die(EXIT_RUNTIME, "ld attach: %s (guest memory: --memory)",
+		    viod_fe_strerror(fe));
+	if (r < 0)
+		fe_die(fe, r, "ld attach");
+	fe_report(fe);
+	names[0] = '\0';
+	for (size_t i = 0; i < G_N_ELEMENTS(blk_features); i++)
+		if (sc->features >> blk_features[i].bit & 1)
+			used += (size_t)g_snprintf(names + used, sizeof(names) - used, "%s%s",
+						   used ? "," : "", blk_features[i].name);
+	verbose("blk: %" PRIu64 " sectors of 512, blk_size %u, features %s; "
+		"%u of %u queues, %u requests of %u bytes each, data in segments of "
+		"%u bytes at most", sc->geo.capacity, sc->geo.blk_size,
+		used ? names : "none", sc->nqueues, sc->geo.num_queues,
+		sc->opts.queue_depth, sc->max_transfer,
+		sc->seg_bytes < sc->max_transfer ? sc->seg_bytes : sc->max_transfer);
+	if ((unsigned int)blk_o.queues > sc->nqueues)
+		verbose("blk: asked for %d queues, the device gives %u", blk_o.queues,
+			sc->nqueues);
+}
+
+static void blk_finish(struct viod_fe *fe, struct ld *sc)
+{
+	verbose("blk: %" PRIu64 " requests, %" PRIu64 " I/O errors, %" PRIu64
+		" unsupported, %" PRIu64 " short reads, %" PRIu64 " times the ring was full",
+		sc->st.requests, sc->st.ioerr, sc->st.unsupp, sc->st.short_in,
+		sc->st.ring_full);
+	ld_detach(sc);
+	fe_finish(fe);
+}
+
+/* Parses an action's options: its own entries, then the common ones. */
+static void blk_parse(const char *action, const char *summary, GOptionEntry *entries,
+		      int argc, char **argv)
+{
+	g_autoptr(GOptionContext) ctx = g_option_context_new(summary);
+
+	if (entries)
+		g_option_context_add_main_entries(ctx, entries, NULL);
+	g_option_context_add_main_entries(ctx, blk_common_entries, NULL);
+	if (parse_or_die(ctx, &argc, &argv) != 1)
+		die(EXIT_USAGE, "blk %s: unexpected argument '%s'", action, argv[1]);
+}
+
+/* The ID string as printable ASCII: up to the first NUL, others as \xNN. */
+static void blk_print_id(const char *key, const uint8_t *id)
+{
+	if (key)
+		printf("%s=", key);
+	for (unsigned int i = 0; i < VIRTIO_BLK_ID_BYTES && id[i]; i++) {
+		if (id[i] > ' ' && id[i] < 0x7f && id[i] != '\\')
+			putchar(id[i]);
+		else
+			printf("\\x%02x", id[i]);
+	}
+	putchar('\n');
+}
+
+static int blk_info(int argc, char **argv)
+{
+	struct viod_fe fe;
+	struct ld sc;
+	uint8_t id[VIRTIO_BLK_ID_BYTES];
+	const struct ld_geometry *geo = &sc.geo;
+	size_t used = 0;
+	char names[160];
+	int r;
+
+	blk_parse("info", "- attach and report the disk", NULL, argc, argv);
+	blk_attach(&fe, &sc, LD_DEFAULT_QUEUE_DEPTH, LD_DEFAULT_MAX_TRANSFER);
+	names[0] = '\0';
+	for (size_t i = 0; i < G_N_ELEMENTS(blk_features); i++)
+		if (sc.features >> blk_features[i].bit & 1)
+			used += (size_t)g_snprintf(names + used, sizeof(names) - used, "%s%s",
+						   used ? "," : "", blk_features[i].name);
+	printf("capacity=%" PRIu64 "\n", geo->capacity);
+	printf("capacity_bytes=%" PRIu64 "\n", geo->capacity << LD_SECTOR_SHIFT);
+	printf("blk_size=%u\n", geo->blk_size);
+	printf("features_acked=0x%016" PRIx64 "\n", fe.features_acked);
+	printf("features=%s\n", used ? names : "none");
+	printf("num_queues=%u\n", geo->num_queues);
+	printf("queues=%u\n", sc.nqueues);
+	printf("seg_max=%u\n", geo->seg_max);
+	printf("size_max=%u\n", geo->size_max);
+	printf("max_transfer=%u\n", sc.max_transfer);
+	printf("readonly=%d\n", geo->readonly);
+	printf("writeback=%d\n", geo->writeback);
+	if (sc.features >> VIRTIO_BLK_F_TOPOLOGY & 1)
+		printf("physical_block_exp=%u\nalignment_offset=%u\nmin_io_size=%u\n"
+		       "opt_io_size=%u\n", geo->physical_block_exp, geo->alignment_offset,
+		       geo->min_io_size, geo->opt_io_size);
+	if (sc.features >> VIRTIO_BLK_F_DISCARD & 1)
+		printf("max_discard_sectors=%u\nmax_discard_seg=%u\n"
+		       "discard_sector_alignment=%u\n", geo->max_discard_sectors,
+		       geo->max_discard_seg, geo->discard_sector_alignment);
+	if (sc.features >> VIRTIO_BLK_F_WRITE_ZEROES & 1)
+		printf("max_write_zeroes_sectors=%u\nmax_write_zeroes_seg=%u\n"
+		       "write_zeroes_may_unmap=%d\n", geo->max_write_zeroes_sectors,
+		       geo->max_write_zeroes_seg, geo->write_zeroes_may_unmap);
+	r = ld_get_id(&sc, id);
+	if (r == -EIO && sc.broken)
+		fe_die(&fe, r, "blk get-id");
+	if (r < 0)
+		printf("serial=-\n");
+	else
+		blk_print_id("serial", id);
+	fflush(stdout);
+	blk_finish(&fe, &sc);
+	return 0;
+}
+
+static int blk_get_id(int argc, char **argv)
+{
+	uint8_t id[VIRTIO_BLK_ID_BYTES];
+	struct viod_fe fe;
+	struct ld sc;
+	int r;
+
+	blk_parse("get-id", "- print the device ID string (VIRTIO_BLK_T_GET_ID)", NULL,
+		  argc, argv);
+	blk_attach(&fe, &sc, LD_DEFAULT_QUEUE_DEPTH, LD_DEFAULT_MAX_TRANSFER);
+	r = ld_get_id(&sc, id);
+	if (r < 0)
+		fe_die(&fe, r, "blk get-id");
+	blk_print_id(NULL, id);
+	fflush(stdout);
+	blk_finish(&fe, &sc);
+	return 0;
+}
+
+static int blk_read(int argc, char **argv)
+{
+	g_autofree char *sector_s = NULL, *count_s = NULL, *out = NULL;
+	GOptionEntry entries[] = {
+		{ "sector", 0, 0, G_OPTION_ARG_STRING, &sector_s,
+		  "First 512-byte sector (required)", "N" },
+		{ "count", 0, 0, G_OPTION_ARG_STRING, &count_s,
+		  "Sectors to read (required)", "C" },
+		{ "out", 0, 0, G_OPTION_ARG_FILENAME, &out,
+		  "Write the raw bytes to FILE ('-': stdout; default: hex on stdout)", "FILE" },
+		{ NULL },
+	};
+	g_autofree uint8_t *buf = NULL;
+	uint64_t sector, count, done = 0;
+	struct viod_fe fe;
+	struct ld sc;
+	FILE *f = stdout;
+	int r;
+
+	blk_parse("read", "- read sectors", entries, argc, argv);
+	blk_range_args("read", sector_s, count_s, &sector, &count);
+	if (out && strcmp(out, "-") != 0) {
+		f = fopen(out, "wb");
+		if (!f)
+			die(EXIT_RUNTIME, "%s: %s", out, g_strerror(errno));
+	}
+	blk_attach(&fe, &sc, LD_DEFAULT_QUEUE_DEPTH, LD_DEFAULT_MAX_TRANSFER);
+	buf = g_malloc(BLK_CHUNK);
+	while (done < count) {
+		uint64_t n = count - done;
+		size_t len;
+
+		if (n > BLK_CHUNK >> LD_SECTOR_SHIFT)
+			n = BLK_CHUNK >> LD_SECTOR_SHIFT;
+		len = (size_t)n << LD_SECTOR_SHIFT;
+		r = ld_read(&sc, sector + done, buf, len);
+		if (r < 0)
+			fe_die(&fe, r, "blk read");
+		if (out) {
+			if (fwrite(buf, 1, len, f) != len)
+				die(EXIT_RUNTIME, "%s: %s", out, g_strerror(errno));
+		} else {
+			for (size_t i = 0; i < len; i++)
+				printf("%02x", buf[i]);
+		}
+		done += n;
+	}
+	if (!out)
+		printf("\n");
+	if (fflush(f) != 0 || (f != stdout && fclose(f) != 0))
+		die(EXIT_RUNTIME, "%s: %s", out ? out : "stdout", g_strerror(errno));
+	blk_finish(&fe, &sc);
+	return 0;
+}
+
+static void blk_fill_pattern(uint8_t *buf, uint64_t seed, uint64_t sector, uint64_t n)
+{
+	for (uint64_t i = 0; i < n; i++)
+		ld_pattern_sector(seed, sector + i, buf + (i << LD_SECTOR_SHIFT));
+}
+
+static int blk_write(int argc, char **argv)
+{
+	g_autofree char *sector_s = NULL, *count_s = NULL, *in = NULL, *pattern_s = NULL;
+	GOptionEntry entries[] = {
+		{ "sector", 0, 0, G_OPTION_ARG_STRING, &sector_s,
+		  "First 512-byte sector (required)", "N" },
+		{ "count", 0, 0, G_OPTION_ARG_STRING, &count_s,
+		  "Sectors to write (required)", "C" },
+		{ "in", 0, 0, G_OPTION_ARG_FILENAME, &in,
+		  "Write the first C * 512 bytes of FILE ('-': stdin)", "FILE" },
+		{ "pattern", 0, 0, G_OPTION_ARG_STRING, &pattern_s,
+		  "Write the test pattern of SEED (as blk verify checks it)", "SEED" },
+		{ NULL },
+	};
+	g_autofree uint8_t *buf = NULL;
+	uint64_t sector, count, seed = 0, done = 0;
+	struct viod_fe fe;
+	struct ld sc;
+	FILE *f = NULL;
+	int r;
+
+	blk_parse("write", "- write sectors", entries, argc, argv);
+	blk_range_args("write", sector_s, count_s, &sector, &count);
+	if (!in == !pattern_s)
+		die(EXIT_USAGE, "blk write: give exactly one of --in FILE or --pattern SEED");
+	if (pattern_s)
+		seed = u64_arg("pattern", pattern_s, 0, UINT64_MAX);
+	if (in) {
+		f = strcmp(in, "-") == 0 ? stdin : fopen(in, "rb");
+		if (!f)
+			die(EXIT_RUNTIME, "%s: %s", in, g_strerror(errno));
+	}
+	blk_attach(&fe, &sc, LD_DEFAULT_QUEUE_DEPTH, LD_DEFAULT_MAX_TRANSFER);
+	buf = g_malloc(BLK_CHUNK);
+	while (done < count) {
+		uint64_t n = count - done;
+		size_t len;
+
+		if (n > BLK_CHUNK >> LD_SECTOR_SHIFT)
+			n = BLK_CHUNK >> LD_SECTOR_SHIFT;
+		len = (size_t)n << LD_SECTOR_SHIFT;
+		if (f) {
+			size_t got = fread(buf, 1, len, f);
+
+			if (got != len)
+				die(EXIT_RUNTIME, "%s: %s after %" PRIu64 " bytes, %" PRIu64
+				    " needed", in, ferror(f) ? g_strerror(errno) : "end of file",
+				    (done << LD_SECTOR_SHIFT) + got, count << LD_SECTOR_SHIFT);
+		} else {
+			blk_fill_pattern(buf, seed, sector + done, n);
+		}
+		r = ld_write(&sc, sector + done, buf, len);
+		if (r < 0)
+			fe_die(&fe, r, "blk write");
+		done += n;
+	}
+	if (f && f != stdin)
+		fclose(f);
+	blk_finish(&fe, &sc);
+	return 0;
+}
+
+static int blk_verify(int argc, char **argv)
+{
+	g_autofree char *sector_s = NULL, *count_s = NULL, *seed_s = NULL;
+	gboolean check = FALSE;
+	GOptionEntry entries[] = {
+		{ "sector", 0, 0, G_OPTION_ARG_STRING, &sector_s,
+		  "First 512-byte sector (required)", "N" },
+		{ "count", 0, 0, G_OPTION_ARG_STRING, &count_s,
+		  "Sectors to verify (required)", "C" },
+		{ "seed", 0, 0, G_OPTION_ARG_STRING, &seed_s,
+		  "Seed of the test pattern (default 1)", "S" },
+		{ "check", 0, 0, G_OPTION_ARG_NONE, &check,
+		  "Only read and compare with the pattern written before", NULL },
+		{ "read-only", 0, 0, G_OPTION_ARG_NONE, &check,
+		  "Same as --check", NULL },
+		{ NULL },
+	};
+	g_autofree uint8_t *buf = NULL, *want = NULL;
+	uint64_t sector, count, seed = 1, bad = 0, first_bad = 0;
+	struct viod_fe fe;
+	struct ld sc;
+	int r;
+
+	blk_parse("verify", "- write a pattern, flush, read it back and compare",
+		  entries, argc, argv);
+	blk_range_args("verify", sector_s, count_s, &sector, &count);
+	if (seed_s)
+		seed = u64_arg("seed", seed_s, 0, UINT64_MAX);
+	blk_attach(&fe, &sc, LD_DEFAULT_QUEUE_DEPTH, LD_DEFAULT_MAX_TRANSFER);
+	buf = g_malloc(BLK_CHUNK);
+	want = g_malloc(BLK_CHUNK);
+	for (int pass = check ? 1 : 0; pass < 2; pass++) {
+		for (uint64_t done = 0; done < count;) {
+			uint64_t n = count - done;
+			size_t len;
+
+			if (n > BLK_CHUNK >> LD_SECTOR_SHIFT)
+				n = BLK_CHUNK >> LD_SECTOR_SHIFT;
+			len = (size_t)n << LD_SECTOR_SHIFT;
+			blk_fill_pattern(want, seed, sector + done, n);
+			if (pass == 0) {
+				r = ld_write(&sc, sector + done, want, len);
+				if (r < 0)
+					fe_die(&fe, r, "blk verify: write");
+				done += n;
+				continue;
+			}
+			r = ld_read(&sc, sector + done, buf, len);
+			if (r < 0)
+				fe_die(&fe, r, "blk verify: read");
+			for (uint64_t i = 0; i < n; i++) {
+				size_t off = (size_t)i << LD_SECTOR_SHIFT;
+
+				if (memcmp(buf + off, want + off, LD_SECTOR_SIZE) == 0)
+					continue;
+				if (bad++ == 0)
+					first_bad = sector + done + i;
+			}
+			done += n;
+		}
+		if (pass == 0) {
+			r = ld_flush(&sc);
+			if (r < 0)
+				fe_die(&fe, r, "blk verify: flush");
+		}
+	}
+	if (bad)
+		die(EXIT_RUNTIME, "blk verify: %" PRIu64 " of %" PRIu64 " sectors differ from "
+		    "the pattern of seed %" PRIu64 ", the first is sector %" PRIu64,
+		    bad, count, seed, first_bad);
+	printf("verified=%" PRIu64 " sector=%" PRIu64 " seed=%" PRIu64 "%s\n", count,
+	       sector, seed, check ? " check" : "");
+	fflush(stdout);
+	blk_finish(&fe, &sc);
+	return 0;
+}
+
+static int blk_flush(int argc, char **argv)
+{
+	struct viod_fe fe;
+	struct ld sc;
+	int r;
+
+	blk_parse("flush", "- flush the device's write cache", NULL, argc, argv);
+	blk_attach(&fe, &sc, LD_DEFAULT_QUEUE_DEPTH, LD_DEFAULT_MAX_TRANSFER);
+	r = ld_flush(&sc);
+	if (r < 0)
+		fe_die(&fe, r, "blk flush");
+	blk_finish(&fe, &sc);
+	return 0;
+}
+
+static int blk_discard_common(const char *action, bool zeroes, int argc, char **argv)
+{
+	g_autofree char *sector_s = NULL, *count_s = NULL;
+	gboolean unmap = FALSE;
+	GOptionEntry entries[] = {
+		{ "sector", 0, 0, G_OPTION_ARG_STRING, &sector_s,
+		  "First 512-byte sector (required)", "N" },
+		{ "count", 0, 0, G_OPTION_ARG_STRING, &count_s,
+		  "Sectors (required)", "C" },
+		{ "unmap", 0, 0, G_OPTION_ARG_NONE, &unmap,
+		  "Let the device deallocate the range (write-zeroes only)", NULL },
+		{ NULL },
+	};
+	g_autofree char *what = g_strdup_printf("blk %s", action);
+	uint64_t sector, count;
+	struct viod_fe fe;
+	struct ld sc;
+	int r;
+
+	if (!zeroes)
+		entries[2] = (GOptionEntry){ NULL };
+	blk_parse(action, zeroes ? "- VIRTIO_BLK_T_WRITE_ZEROES over a range" :
+		  "- VIRTIO_BLK_T_DISCARD over a range", entries, argc, argv);
+	blk_range_args(action, sector_s, count_s, &sector, &count);
+	blk_attach(&fe, &sc, LD_DEFAULT_QUEUE_DEPTH, LD_DEFAULT_MAX_TRANSFER);
+	r = zeroes ? ld_write_zeroes(&sc, sector, count, unmap) :
+		     ld_discard(&sc, sector, count);
+	if (r < 0)
+		fe_die(&fe, r, what);
+	blk_finish(&fe, &sc);
+	return 0;
+}
+
+static int blk_discard(int argc, char **argv)
+{
+	return blk_discard_common("discard", false, argc, argv);
+}
+
+static int blk_write_zeroes(int argc, char **argv)
+{
+	return blk_discard_common("write-zeroes", true, argc, argv);
+}
+
+static const struct {
+	const char *name;
+	uint32_t type;
+} blk_types[] = {
+	{ "in", VIRTIO_BLK_T_IN },
+	{ "out", VIRTIO_BLK_T_OUT },
+	{ "flush", VIRTIO_BLK_T_FLUSH },
+	{ "get-id", VIRTIO_BLK_T_GET_ID },
+	{ "discard", VIRTIO_BLK_T_DISCARD },
+	{ "write-zeroes", VIRTIO_BLK_T_WRITE_ZEROES },
+};
+
+static int blk_raw(int argc, char **argv)
+{
+	g_autofree char *type_s = NULL, *sector_s = NULL, *out_s = NULL, *in_s = NULL;
+	g_autofree char *ioprio_s = NULL, *seg_sector_s = NULL, *seg_count_s = NULL;
+	g_autofree char *seg_flags_s = NULL;
+	GOptionEntry entries[] = {
+		{ "type", 0, 0, G_OPTION_ARG_STRING, &type_s,
+		  "in, out, flush, get-id, discard, write-zeroes or a number (required)", "T" },
+		{ "sector", 0, 0, G_OPTION_ARG_STRING, &sector_s,
+		  "Header sector, unchecked (default 0)", "N" },
+		{ "ioprio", 0, 0, G_OPTION_ARG_STRING, &ioprio_s,
+		  "Header reserved/ioprio field (default 0)", "N" },
+		{ "out-len", 0, 0, G_OPTION_ARG_STRING, &out_s,
+		  "Device-readable data bytes (default: 16 with --seg-*, else 0)", "B" },
+		{ "in-len", 0, 0, G_OPTION_ARG_STRING, &in_s,
+		  "Device-writable data bytes before the status (default 0)", "B" },
+		{ "seg-sector", 0, 0, G_OPTION_ARG_STRING, &seg_sector_s,
+		  "Out data starts with a discard/write-zeroes segment: its sector", "N" },
+		{ "seg-count", 0, 0, G_OPTION_ARG_STRING, &seg_count_s,
+		  "... its num_sectors", "C" },
+		{ "seg-flags", 0, 0, G_OPTION_ARG_STRING, &seg_flags_s,
+		  "... its flags", "F" },
+		{ NULL },
+	};
+	struct virtio_blk_discard_write_zeroes seg;
+	struct ld_raw_req rq = { 0 };
+	g_autofree uint8_t *out = NULL, *in = NULL;
+	struct viod_fe fe;
+	struct ld sc;
+	uint32_t used_len = 0;
+	uint8_t status = 0;
+	bool has_seg;
+	size_t i;
+	int r;
+
+	blk_parse("raw", "- send one request unchecked; print status=N and used_len=N lines",
+		  entries, argc, argv);
+	if (!type_s)
+		die(EXIT_USAGE, "blk raw: --type T is required");
+	for (i = 0; i < G_N_ELEMENTS(blk_types); i++)
+		if (strcmp(type_s, blk_types[i].name) == 0)
+			break;
+	rq.type = i < G_N_ELEMENTS(blk_types) ? blk_types[i].type :
+		  (uint32_t)u64_arg("type", type_s, 0, UINT32_MAX);
+	if (sector_s)
+		rq.sector = u64_arg("sector", sector_s, 0, UINT64_MAX);
+	if (ioprio_s)
+		rq.ioprio = (uint32_t)u64_arg("ioprio", ioprio_s, 0, UINT32_MAX);
+	has_seg = seg_sector_s || seg_count_s || seg_flags_s;
+	rq.out_len = has_seg ? sizeof(seg) : 0;
+	if (out_s)
+		rq.out_len = (uint32_t)u64_arg("out-len", out_s, 0, LD_MAX_TRANSFER);
+	if (in_s)
+		rq.in_len = (uint32_t)u64_arg("in-len", in_s, 0, LD_MAX_TRANSFER);
+	if (has_seg && rq.out_len < sizeof(seg))
+		die(EXIT_USAGE, "blk raw: a segment needs --out-len >= 16");
+	out = g_malloc0(rq.out_len + 1);
+	in = g_malloc0(rq.in_len + 1);
+	if (has_seg) {
+		seg.sector = htole64(seg_sector_s ? u64_arg("seg-sector", seg_sector_s, 0,
+							    UINT64_MAX) : 0);
+		seg.num_sectors = htole32(seg_count_s ? (uint32_t)u64_arg("seg-count",
+						seg_count_s, 0, UINT32_MAX) : 0);
+		seg.flags = htole32(seg_flags_s ? (uint32_t)u64_arg("seg-flags",
+						seg_flags_s, 0, UINT32_MAX) : 0);
+		memcpy(out, &seg, sizeof(seg));
+	}
+	rq.out = out;
+	rq.in = in;
+	blk_attach(&fe, &sc, LD_DEFAULT_QUEUE_DEPTH, LD_DEFAULT_MAX_TRANSFER);
+	r = ld_raw(&sc, 0, &rq, &status, &used_len);
+	if (r < 0)
+		fe_die(&fe, r, "blk raw");
+	printf("status=%u\nused_len=%u\n", status, used_len);
+	fflush(stdout);
+	blk_finish(&fe, &sc);
+	return 0;
+}
+
+static int blk_bench(int argc, char **argv)
+{
+	g_autofree char *rw = NULL, *bs_s = NULL, *requests_s = NULL, *region_s = NULL;
+	g_autofree char *region_start_s = NULL, *seed_s = NULL;
+	double seconds = 0;
+	GOptionEntry entries[] = {
+		{ "rw", 0, 0, G_OPTION_ARG_STRING, &rw,
+		  "randread or randwrite (default randread)", "MODE" },
+		{ "bs", 0, 0, G_OPTION_ARG_STRING, &bs_s,
+		  "Bytes per request (default 4096)", "SIZE" },
+		{ "seconds", 0, 0, G_OPTION_ARG_DOUBLE, &seconds,
+		  "Run for S seconds (default 5)", "S" },
+		{ "requests", 0, 0, G_OPTION_ARG_STRING, &requests_s,
+		  "Run until N requests completed", "N" },
+		{ "region-mb", 0, 0, G_OPTION_ARG_STRING, &region_s,
+		  "Confine requests to M MiB (default: the whole disk)", "M" },
+		{ "region-start-mb", 0, 0, G_OPTION_ARG_STRING, &region_start_s,
+		  "... starting at this MiB (default 0)", "M" },
+		{ "seed", 0, 0, G_OPTION_ARG_STRING, &seed_s,
+		  "Seed of the offset generator (default 1)", "S" },
+		{ NULL },
+	};
+	struct ld_bench_opts o = { .block_size = 4096, .seed = 1 };
+	struct ld_bench_stats st;
+	struct viod_fe fe;
+	struct ld sc;
+	uint64_t mb;
+	int r;
+
+	blk_parse("bench", "- random I/O: iops=... p50_us=... p99_us=... requests=... "
+		  "seconds=...", entries, argc, argv);
+	if (!rw || strcmp(rw, "randread") == 0)
+		o.write = false;
+	else if (strcmp(rw, "randwrite") == 0)
+		o.write = true;
+	else
+		die(EXIT_USAGE, "--rw: expected randread or randwrite, got '%s'", rw);
+	if (bs_s)
+		o.block_size = (uint32_t)size_arg("bs", bs_s, LD_SECTOR_SIZE, LD_MAX_TRANSFER);
+	if (o.block_size % LD_SECTOR_SIZE)
+		die(EXIT_USAGE, "--bs: expected a multiple of 512");
+	if (requests_s)
+		o.requests = u64_arg("requests", requests_s, 1, UINT64_MAX);
+	if (seconds == 0 && o.requests == 0)
+		seconds = 5;
+	if ((seconds > 0) == (o.requests > 0) || seconds < 0 || seconds > 86400)
+		die(EXIT_USAGE, "blk bench: give one of --seconds S (0 < S <= 86400) "
+		    "or --requests N");
+	o.seconds = seconds;
+	if (region_s) {
+		mb = u64_arg("region-mb", region_s, 1, UINT64_MAX >> 29);
+		o.region_sectors = mb << (20 - LD_SECTOR_SHIFT);
+	}
+	if (region_start_s) {
+		mb = u64_arg("region-start-mb", region_start_s, 0, UINT64_MAX >> 29);
+		o.region_sector = mb << (20 - LD_SECTOR_SHIFT);
+	}
+	if (seed_s)
+		o.seed = u64_arg("seed", seed_s, 0, UINT64_MAX);
+
+	blk_attach(&fe, &sc, 32, o.block_size);
+	o.depth = sc.opts.queue_depth;
+	r = ld_bench(&sc, &o, &st);
+	if (r < 0)
+		fe_die(&fe, r, "blk bench");
+	printf("iops=%.0f p50_us=%.1f p99_us=%.1f requests=%" PRIu64 " seconds=%.3f "
+	       "rw=%s bs=%u qd=%u queues=%u\n", st.iops, st.p50_us, st.p99_us,
+	       st.requests, st.seconds, o.write ? "randwrite" : "randread",
+	       o.block_size, o.depth, sc.nqueues);
+	fflush(stdout);
+	verbose("blk bench: max latency %.1f us", st.max_us);
+	blk_finish(&fe, &sc);
+	return 0;
+}
+
+static const struct {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+} blk_actions[] = {
+	{ "info", blk_info },
+	{ "read", blk_read },
+	{ "write", blk_write },
+	{ "verify", blk_verify },
+	{ "flush", blk_flush },
+	{ "discard", blk_discard },
+	{ "write-zeroes", blk_write_zeroes },
+	{ "get-id", blk_get_id },
+	{ "raw", blk_raw },
+	{ "bench", blk_bench },
+};
+
+#define BLK_ACTIONS "info, read, write, verify, flush, discard, write-zeroes, " \
+	"get-id, raw, bench"
+
+static int cmd_blk(int argc, char **argv)
+{
+	g_autofree char *name = NULL;
+
+	if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+		printf("Usage: vioguest blk ACTION [OPTIONS]\n\nActions: %s\n"
+		       "'vioguest blk ACTION --help' describes an action's options.\n",
+		       BLK_ACTIONS);
+		return 0;
+	}
+	if (argc < 2)
+		die(EXIT_USAGE, "blk: missing ACTION (%s)", BLK_ACTIONS);
+	for (size_t i = 0; i < G_N_ELEMENTS(blk_actions); i++) {
+		if (strcmp(argv[1], blk_actions[i].name) == 0) {
+			name = g_strdup_printf("vioguest blk %s", blk_actions[i].name);
+			argv[1] = name;
+			g_set_prgname(name);
+			return blk_actions[i].fn(argc - 1, argv + 1);
+		}
+	}
+	die(EXIT_USAGE, "blk: unknown action '%s' (%s)", argv[1], BLK_ACTIONS);
+}
+
 static const struct {
 	const char *name;
 	int (*fn)(int argc, char **argv);
@@ -657,6 +1369,7 @@ static const struct {
 	{ "rng", cmd_rng },
 	{ "rng-stream", cmd_rng_stream },
 	{ "balloon", cmd_balloon },
+	{ "blk", cmd_blk },
 };
 
 int main(int argc, char **argv)
@@ -692,6 +1405,17 @@ int main(int argc, char **argv)
 		"  rng-stream (--seconds S | --bytes N) [--request-size S] [--queue-size N]\n"
 		"  balloon [--follow | --until-reached] [--seconds S] [--features LIST]\n"
 		"          [--touch] [--queue-size N] [--verbose]\n"
+		"  blk ACTION [--queues N] [--qd N] [--queue-size N] [--max-transfer SIZE]\n"
+		"             [--seg-size SIZE] [ACTION OPTIONS]; ACTION is one of\n"
+		"      info | get-id | flush\n"
+		"      read --sector N --count C [--out FILE]\n"
+		"      write --sector N --count C (--in FILE | --pattern SEED)\n"
+		"      verify --sector N --count C [--seed S] [--check]\n"
+		"      discard --sector N --count C\n"
+		"      write-zeroes --sector N --count C [--unmap]\n"
+		"      raw --type T [--sector N] [--in-len B] [--out-len B] [--seg-*]\n"
+		"      bench [--rw randread|randwrite] [--bs SIZE] [--seconds S | --requests N]\n"
+		"            [--region-mb M] [--region-start-mb M] [--seed S]\n"
 		"\n'vioguest COMMAND --help' describes a command's options.\n"
 		"Exit status: 0 success, 1 runtime failure, 2 bad arguments.\n");
 	/* Stop at the command: its options belong to it. */
@@ -699,7 +1423,7 @@ int main(int argc, char **argv)
 	g_option_context_add_main_entries(ctx, entries, NULL);
 	parse_or_die(ctx, &argc, &argv);
 	if (argc < 2)
-		die(EXIT_USAGE, "missing COMMAND (info, rng, rng-stream, balloon); see --help");
+		die(EXIT_USAGE, "missing COMMAND (info, rng, rng-stream, balloon, blk); see --help");
 
 	for (size_t i = 0; i < G_N_ELEMENTS(commands); i++) {
 		if (strcmp(argv[1], commands[i].name) == 0) {
@@ -709,5 +1433,5 @@ int main(int argc, char **argv)
 			return commands[i].fn(argc - 1, argv + 1);
 		}
 	}
-	die(EXIT_USAGE, "unknown command '%s' (info, rng, rng-stream, balloon)", argv[1]);
+	die(EXIT_USAGE, "unknown command '%s' (info, rng, rng-stream, balloon, blk)", argv[1]);
 }
