@@ -288,6 +288,12 @@ static int blk_init(struct viod_dev *dev, GError **err)
 	}
 	if (!b->read_only)
 		features &= ~(1ull << VIRTIO_BLK_F_RO);
+	else
+		features &= ~((1ull << VIRTIO_BLK_F_DISCARD) | (1ull << VIRTIO_BLK_F_WRITE_ZEROES) |
+			      (1ull << VIRTIO_BLK_F_CONFIG_WCE));
+	/* GET_ID answers the device id unless a serial was given. */
+	if (!b->serial[0])
+		g_strlcpy(b->serial, viod_dev_id(dev), sizeof(b->serial));
 	if (b->no_discard)
 		features &= ~(1ull << VIRTIO_BLK_F_DISCARD);
 	viod_dev_offer_features(dev, features);
