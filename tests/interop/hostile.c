@@ -662,6 +662,59 @@ static void blk_vanish(bool truncate)
 	check_after(what);
 }
 
+static void on_config_change(struct viod_fe *fe, void *opaque)
+{
+	(*(int *)opaque)++;
+}
+
+/*
+ * An operator grows D's image through the store: the front-end gets a
+ * config-change message and reads the new capacity; a bad size is
+ * refused with a clear error and changes nothing.
+ */
+static void blk_resize(void)
+{
+	g_autoptr(GError) err = NULL;
+	g_autoptr(ViodStoreClient) c = viod_store_client_connect(ctl, &err);
+	struct viod_fe_opts o;
+	struct viod_fe fe;
+	uint64_t cap = 0;
+	int changes = 0;
+	int64_t end;
+	struct stat st;
+
+	viod_fe_opts_init(&o);
+	o.mem_size = 16u << 20;
+	o.config_cb = on_config_change;
+	o.config_opaque = &changes;
+	if (!c || viod_fe_init(&fe, &o) < 0 || viod_fe_connect(&fe, sock_d) < 0 ||
+	    viod_fe_negotiate(&fe, 0) < 0 || viod_fe_queue_setup(&fe, 0, 64) < 0 ||
+	    viod_fe_driver_ok(&fe) < 0) {
+		ok(false, "blk resize: attach: %s", c ? viod_fe_strerror(&fe) : err->message);
+		viod_fe_disconnect(&fe);
+		return;
+	}
+	ok(viod_store_client_write(c, "/devices/d/image/size", "8M", &err),
+	   "blk resize: image/size written (%s)", err ? err->message : "ok");
+	g_clear_error(&err);
+	for (end = now_ms() + POLL_DEADLINE_MS; changes == 0 && now_ms() < end;)
+		viod_fe_poll_backend(&fe, 100);
+	ok(changes == 1, "blk resize: the front-end got one config-change message (%d)", changes);
+	ok(viod_fe_get_config(&fe, 0, &cap, 8) == 0 && le64toh(cap) == 2 * D_SECTORS,
+	   "blk resize: capacity now %llu sectors", (unsigned long long)le64toh(cap));
+	ok(stat(image_d, &st) == 0 && st.st_size == 8 << 20, "blk resize: the file grew to 8 MiB");
+	ok(!viod_store_client_write(c, "/devices/d/image/size", "12345x", &err) && err,
+	   "blk resize: a bad size is refused (%s)", err ? err->message : "accepted");
+	g_clear_error(&err);
+	ok(!viod_store_client_write(c, "/devices/d/image/size", "100", &err) && err,
+	   "blk resize: a size below one block is refused (%s)", err ? err->message : "accepted");
+	g_clear_error(&err);
+	ok(viod_store_client_write(c, "/devices/d/image/size", "4M", &err) &&
+	   stat(image_d, &st) == 0 && st.st_size == 4 << 20, "blk resize: back to 4 MiB");
+	viod_fe_disconnect(&fe);
+	check_after("a blk resize");
+}
+
 static pid_t start_viod(const char *viod, const char *dir)
 {
 	char spec_a[300], spec_b[300], spec_c[300], spec_d[600];
@@ -735,6 +788,7 @@ int main(int argc, char **argv)
 	blk_attacks();
 	blk_vanish(false);
 	blk_vanish(true);
+	blk_resize();
 
 	ok(kill(pid, 0) == 0, "viod still running after every attack");
 	kill(pid, SIGTERM);
