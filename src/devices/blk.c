@@ -15,10 +15,10 @@
  * that were in flight back from the front-end, so a write that was
  * acknowledged is never lost and one that was not is done again.
  *
- * Resizing: writing a byte count to the store key image/size grows or
- * shrinks a file image (or, when the file already has that size, takes
- * note of an outside resize) and tells the front-end that config space
- * changed.
+ * Resizing: writing a byte count to the store key image/size grows a
+ * file image (or, when the file already has that size, takes note of an
+ * outside resize) and tells the front-end that config space changed.
+ * Shrinking is refused: it would drop the guest's data.
  */
 #include "blk.h"
 
@@ -431,6 +431,14 @@ static gboolean write_size(struct viod_store *st, const char *path, const char *
 		if (have < 0) {
 			g_set_error(err, G_IO_ERROR, g_io_error_from_errno((int)-have),
 				    "%s: %s", b->path, g_strerror((int)-have));
+			return FALSE;
+		}
+		if ((uint64_t)have > want) {
+			/* Shrinking drops the guest's data (and may take long
+			 * on the control thread): refused. */
+			g_set_error(err, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+				    "%s has %" PRId64 " bytes: shrinking an image is refused",
+				    b->path, have);
 			return FALSE;
 		}
 		if ((uint64_t)have != want) {

@@ -709,8 +709,9 @@ static void blk_resize(void)
 	ok(!viod_store_client_write(c, "/devices/d/image/size", "100", &err) && err,
 	   "blk resize: a size below one block is refused (%s)", err ? err->message : "accepted");
 	g_clear_error(&err);
-	ok(viod_store_client_write(c, "/devices/d/image/size", "4M", &err) &&
-	   stat(image_d, &st) == 0 && st.st_size == 4 << 20, "blk resize: back to 4 MiB");
+	ok(!viod_store_client_write(c, "/devices/d/image/size", "4M", &err) && err &&
+	   stat(image_d, &st) == 0 && st.st_size == 8 << 20,
+	   "blk resize: shrinking is refused (%s)", err ? err->message : "accepted");
 	viod_fe_disconnect(&fe);
 	check_after("a blk resize");
 }
