@@ -435,7 +435,8 @@ enum viod_serve blk_queue(struct viod_dev *dev, struct viod_queue *q)
 	}
 	submit(w);
 	flush_all(w);
-	if (n)
+	/* Unsubmitted SQEs (the kernel said EBUSY): keep calling. */
+	if (n || w->sq_pending)
 		return VIOD_SERVE_PROGRESS;
 	/* Requests waiting for I/O: a completion calls us again (the ring
 	 * may be full of them, nothing to poll for until then). */
@@ -538,7 +539,7 @@ static enum viod_serve blk_poll(void *opaque)
 	}
 	submit(w);
 	flush_all(w);
-	return total ? VIOD_SERVE_PROGRESS : VIOD_SERVE_IDLE;
+	return total || w->sq_pending ? VIOD_SERVE_PROGRESS : VIOD_SERVE_IDLE;
 }
 
 /* Waits for the worker's operations (all, or queue qidx's). */
