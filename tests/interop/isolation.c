@@ -14,7 +14,11 @@
  *      memfd with 16 TiB regions, a pipe;
  *   5. C's guest holds two stats buffers: viod must not burn CPU;
  *   6. C's front-end sets up five queues (QEMU's vhost-user-device with
- *      num_vqs=5) and inflates a page.
+ *      num_vqs=5) and inflates a page;
+ *   7. blk D's guest keeps a full queue of 1 MiB writes and reads in
+ *      flight on its image (written with O_DSYNC: the disk is busy),
+ *      then D's front-end sends SET_VRING_CALL and GET_VRING_BASE, which
+ *      waits for D's I/O.
  *
  * Throughout every attack a prober on B sends GET_FEATURES and waits for
  * the reply, again and again, recording each round trip: B's worst
@@ -47,6 +51,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <endian.h>
+#include <linux/virtio_blk.h>
+
 #include "guest/frontend.h"
 #include "guest/viomb.h"
 #include "guest/viornd.h"
@@ -65,7 +72,7 @@
 #define REPLY_MS 30000              /* replies an attacked device owes us */
 
 static char dir[] = "/tmp/viod-isolation.XXXXXX";
-static char sock_a[256], sock_b[256], sock_c[256], ctl[256];
+static char sock_a[256], sock_b[256], sock_c[256], sock_d[256], image_d[256], ctl[256];
 static pid_t viod_pid = -1;
 static bool viod_dead;
 
@@ -1029,6 +1036,74 @@ static void attack_five_queues(void)
 
 /* ------------------------------------------------------------------ */
 
+#define BLK_REQS 64u
+#define BLK_REQ_BYTES (1u << 20)
+
+static void attack_busy_disk(void)
+{
+	const char *what = "7 a busy disk on blk D";
+	struct viod_fe_opts o;
+	struct viod_fe fe;
+	struct viod_vqd *q;
+	struct prober p;
+	struct vhost_vring_state st = { .index = 0 };
+	uint64_t one = 1;
+	double ms = 0;
+	int call_fd = -1, rc = -EINVAL;
+
+	viod_fe_opts_init(&o);
+	o.mem_size = (size_t)BLK_REQS * BLK_REQ_BYTES + (16u << 20);
+	o.timeout_ms = REPLY_MS;
+	if (viod_fe_init(&fe, &o) < 0 || viod_fe_connect(&fe, sock_d) < 0 ||
+	    viod_fe_negotiate(&fe, 0) < 0 || viod_fe_queue_setup(&fe, 0, 4 * BLK_REQS) < 0 ||
+	    viod_fe_driver_ok(&fe) < 0) {
+		ok(false, "%s: attach: %s", what, viod_fe_strerror(&fe));
+		viod_fe_disconnect(&fe);
+		return;
+	}
+	q = viod_fe_vqd(&fe, 0);
+	for (unsigned int i = 0; i < BLK_REQS; i++) {
+		struct viod_vqd_buf b[3];
+		uint64_t hgpa, dgpa, sgpa;
+		uint8_t *hdr = viod_fe_alloc(&fe, 16, 16, &hgpa);
+		bool write = i % 2 == 0;
+
+		if (!hdr || !viod_fe_alloc(&fe, BLK_REQ_BYTES, 4096, &dgpa) ||
+		    !viod_fe_alloc(&fe, 1, 1, &sgpa)) {
+			ok(false, "%s: post request %u", what, i);
+			goto out;
+		}
+		memcpy(hdr, &(struct virtio_blk_outhdr){
+			.type = htole32(write ? VIRTIO_BLK_T_OUT : VIRTIO_BLK_T_IN),
+			.sector = htole64((uint64_t)(i % 32) * (BLK_REQ_BYTES / 512)) }, 16);
+		b[0] = (struct viod_vqd_buf){ .gpa = hgpa, .len = 16 };
+		b[1] = (struct viod_vqd_buf){ .gpa = dgpa, .len = BLK_REQ_BYTES, .writable = !write };
+		b[2] = (struct viod_vqd_buf){ .gpa = sgpa, .len = 1, .writable = true };
+		if (viod_vqd_add(q, b, 3, NULL) < 0) {
+			ok(false, "%s: post request %u", what, i);
+			goto out;
+		}
+	}
+	call_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (call_fd < 0 || !prober_start(&p, what))
+		goto out;
+	if (write(fe.queues[0].kick_fd, &one, sizeof(one)) < 0)
+		(void)0;
+	rc = touch_and_stop(fe.sock, 0, call_fd, &st, &ms);
+	prober_finish(&p, what);
+	printf("# %s: %u requests of 1 MiB; D's GET_VRING_BASE reply took %.1f ms (base %u)\n",
+	       what, BLK_REQS, ms, st.num);
+	ok(rc == 0, "%s: D answered GET_VRING_BASE within %d s (%s)", what, REPLY_MS / 1000,
+	   rc == 0 ? "yes" : strerror(-rc));
+out:
+	fe.broken = true;
+	if (call_fd >= 0)
+		close(call_fd);
+	viod_fe_disconnect(&fe);
+}
+
+/* ------------------------------------------------------------------ */
+
 static void baseline(void)
 {
 	const char *what = "0 baseline, no attack";
@@ -1043,8 +1118,9 @@ static void baseline(void)
 
 static bool start_viod(const char *viod)
 {
-	char spec_a[300], spec_b[300], spec_c[300];
+	char spec_a[300], spec_b[300], spec_c[300], spec_d[600];
 	uint64_t deadline;
+	int fd;
 
 	snprintf(sock_a, sizeof(sock_a), "%s/a.sock", dir);
 	snprintf(sock_b, sizeof(sock_b), "%s/b.sock", dir);
@@ -1053,6 +1129,15 @@ static bool start_viod(const char *viod)
 	snprintf(spec_a, sizeof(spec_a), "rng,id=a,socket=%s", sock_a);
 	snprintf(spec_b, sizeof(spec_b), "rng,id=b,socket=%s", sock_b);
 	snprintf(spec_c, sizeof(spec_c), "balloon,id=c,socket=%s", sock_c);
+	snprintf(sock_d, sizeof(sock_d), "%s/d.sock", dir);
+	snprintf(image_d, sizeof(image_d), "%s/d.img", dir);
+	/* Writethrough: every write goes to the disk before it completes. */
+	snprintf(spec_d, sizeof(spec_d), "blk,id=d,socket=%s,path=%s,cache=writethrough",
+		 sock_d, image_d);
+	fd = open(image_d, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+	if (fd < 0 || ftruncate(fd, 64ull << 20) < 0)
+		return false;
+	close(fd);
 	viod_pid = fork();
 	if (viod_pid < 0)
 		return false;
@@ -1061,7 +1146,7 @@ static bool start_viod(const char *viod)
 		if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
 			_exit(126);
 		execl(viod, viod, "--control", ctl, "--device", spec_a, "--device", spec_b,
-		      "--device", spec_c, (char *)NULL);
+		      "--device", spec_c, "--device", spec_d, (char *)NULL);
 		_exit(127);
 	}
 	deadline = now_ns() + 10000 * MS;
@@ -1069,7 +1154,7 @@ static bool start_viod(const char *viod)
 		struct stat st;
 
 		if (stat(sock_a, &st) == 0 && stat(sock_b, &st) == 0 &&
-		    stat(sock_c, &st) == 0 && stat(ctl, &st) == 0)
+		    stat(sock_c, &st) == 0 && stat(sock_d, &st) == 0 && stat(ctl, &st) == 0)
 			return true;
 		poll(NULL, 0, 10);
 	}
@@ -1110,7 +1195,7 @@ int main(int argc, char **argv)
 		printf("Bail out! mkdtemp: %s\n", strerror(errno));
 		return 1;
 	}
-	if (!ok(start_viod(argv[1]), "viod starts with rng a, rng b, balloon c"))
+	if (!ok(start_viod(argv[1]), "viod starts with rng a, rng b, balloon c, blk d"))
 		goto out;
 	if (!ok(test_rng_serves(sock_a) && test_rng_serves(sock_b), "A and B serve at start"))
 		goto out;
@@ -1138,7 +1223,10 @@ int main(int argc, char **argv)
 	if (!check_after("5"))
 		goto out;
 	attack_five_queues();
-	check_after("6");
+	if (!check_after("6"))
+		goto out;
+	attack_busy_disk();
+	check_after("7");
 out:
 	if (!viod_dead)
 		ok(stop_viod(), "viod exits 0 on SIGTERM");
@@ -1147,6 +1235,8 @@ out:
 	unlink(sock_a);
 	unlink(sock_b);
 	unlink(sock_c);
+	unlink(sock_d);
+	unlink(image_d);
 	unlink(ctl);
 	rmdir(dir);
 	return tap_done();
