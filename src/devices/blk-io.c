@@ -75,6 +75,14 @@ static bool range_ok(const struct blk *b, uint64_t sector, uint64_t bytes)
 	       sector <= cap && n <= cap - sector;
 }
 
+/* A worker's counter: one writer at a time (the worker, or the primary
+ * while it is parked), readers on the control thread; no locked RMW. */
+static inline void count(atomic_uint_fast64_t *c, uint64_t n)
+{
+	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+			      memory_order_relaxed);
+}
+
 static void mark_flush(struct blk_worker *w, struct viod_queue *q)
 {
 	for (unsigned int i = 0; i < w->nflush; i++)
@@ -99,13 +107,13 @@ static void finish(struct blk_worker *w, struct blk_req *br)
 
 	if (br->kind == BLK_K_READ || br->kind == BLK_K_GET_ID)
 		used = (uint32_t)MIN(br->moved + 1, UINT32_MAX);
-	atomic_fetch_add_explicit(&w->c.requests[br->kind], 1, memory_order_relaxed);
+	count(&w->c.requests[br->kind], 1);
 	if (br->kind == BLK_K_READ)
-		atomic_fetch_add_explicit(&w->c.bytes_read, br->moved, memory_order_relaxed);
+		count(&w->c.bytes_read, br->moved);
 	else if (br->kind == BLK_K_WRITE)
-		atomic_fetch_add_explicit(&w->c.bytes_written, br->moved, memory_order_relaxed);
+		count(&w->c.bytes_written, br->moved);
 	if (br->result != VIRTIO_BLK_S_OK) {
-		atomic_fetch_add_explicit(&w->c.errors, 1, memory_order_relaxed);
+		count(&w->c.errors, 1);
 		viod_queue_count_error(br->q);
 	}
 	*br->status = br->result;
@@ -328,7 +336,7 @@ static bool start(struct blk *b, struct blk_worker *w, struct viod_queue *q,
 	while (last > first_in && r->iov[last - 1].iov_len == 0)
 		last--;
 	if (last == first_in) {
-		atomic_fetch_add_explicit(&w->c.errors, 1, memory_order_relaxed);
+		count(&w->c.errors, 1);
 		viod_queue_count_error(q);
 		viod_dev_warn(w->dev, "queue %u: request without a status byte",
 			      viod_queue_index(q));
@@ -338,7 +346,7 @@ static bool start(struct blk *b, struct blk_worker *w, struct viod_queue *q,
 	}
 	br->status = (uint8_t *)r->iov[last - 1].iov_base + r->iov[last - 1].iov_len - 1;
 	br->kind = BLK_K_UNSUPPORTED;
-	atomic_fetch_add_explicit(&b->started, 1, memory_order_relaxed);
+	count(&w->c.started, 1);
 	if (viod_iov_to_buf(r->iov, r->out_num, 0, &hdr, sizeof(hdr)) != sizeof(hdr)) {
 		fail(w, br, VIRTIO_BLK_S_IOERR);
 		return true;
@@ -427,7 +435,7 @@ enum viod_serve blk_queue(struct viod_dev *dev, struct viod_queue *q)
 		if (!r)
 			break;
 		if (!start(b, w, q, r)) {
-			atomic_fetch_sub_explicit(&b->started, 1, memory_order_relaxed);
+			count(&w->c.started, (uint64_t)-1);
 			viod_queue_unpop(q, r);
 			break;
 		}

@@ -381,7 +381,7 @@ static uint64_t image_bytes(const struct blk *b)
 static void blk_store_publish(struct viod_dev *dev, struct viod_store *st, const char *prefix)
 {
 	struct blk *b = viod_dev_priv(dev);
-	uint64_t req[BLK_K_MAX] = { 0 }, rd = 0, wr = 0, errors = 0, done = 0;
+	uint64_t req[BLK_K_MAX] = { 0 }, rd = 0, wr = 0, errors = 0, done = 0, started = 0;
 
 	for (unsigned int i = 0; b->workers && i < b->nworkers; i++) {
 		struct blk_counters *c = &b->workers[i].c;
@@ -391,6 +391,7 @@ static void blk_store_publish(struct viod_dev *dev, struct viod_store *st, const
 		rd += atomic_load_explicit(&c->bytes_read, memory_order_relaxed);
 		wr += atomic_load_explicit(&c->bytes_written, memory_order_relaxed);
 		errors += atomic_load_explicit(&c->errors, memory_order_relaxed);
+		started += atomic_load_explicit(&c->started, memory_order_relaxed);
 	}
 	for (unsigned int k = 0; k < BLK_K_MAX; k++) {
 		g_autofree char *key = g_strdup_printf("requests/%s", kind_names[k]);
@@ -401,7 +402,7 @@ static void blk_store_publish(struct viod_dev *dev, struct viod_store *st, const
 	viod_store_setf_under(st, prefix, "bytes/read", "%" PRIu64, rd);
 	viod_store_setf_under(st, prefix, "bytes/written", "%" PRIu64, wr);
 	viod_store_setf_under(st, prefix, "errors", "%" PRIu64, errors);
-	done = atomic_load_explicit(&b->started, memory_order_relaxed) - done;
+	done = started - done;
 	viod_store_setf_under(st, prefix, "in-flight", "%" PRIu64, (int64_t)done < 0 ? 0 : done);
 	viod_store_setf_under(st, prefix, "image/size", "%" PRIu64, image_bytes(b));
 	viod_store_setf_under(st, prefix, "cache", "%s",

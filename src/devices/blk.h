@@ -49,6 +49,7 @@ enum blk_kind {
 struct blk_counters {
 	atomic_uint_fast64_t requests[BLK_K_MAX];
 	atomic_uint_fast64_t bytes_read, bytes_written, errors;
+	atomic_uint_fast64_t started; /* requests popped, for in-flight */
 } __attribute__((aligned(64)));
 
 struct blk_worker {
@@ -93,7 +94,6 @@ struct blk {
 
 	struct blk_worker *workers;
 	unsigned int nworkers;
-	atomic_uint_fast64_t started; /* requests popped, for in-flight */
 };
 
 /* Per request (viod_req.priv). */
