@@ -307,6 +307,42 @@ static void check_queue_size(int queue_size)
 		    VIOD_VQ_MAX_SIZE);
 }
 
+/* Data out: a file (--out, "-" for stdout) or, without one, hex on stdout. */
+struct data_out {
+	FILE *f;
+	const char *path;
+};
+
+static void data_out_open(struct data_out *o, const char *path)
+{
+	o->path = path;
+	o->f = stdout;
+	if (path && strcmp(path, "-") != 0) {
+		o->f = fopen(path, "wb");
+		if (!o->f)
+			die(EXIT_RUNTIME, "%s: %s", path, g_strerror(errno));
+	}
+}
+
+static void data_out_write(struct data_out *o, const uint8_t *buf, size_t len)
+{
+	if (o->path) {
+		if (fwrite(buf, 1, len, o->f) != len)
+			die(EXIT_RUNTIME, "%s: %s", o->path, g_strerror(errno));
+		return;
+	}
+	for (size_t i = 0; i < len; i++)
+		printf("%02x", buf[i]);
+}
+
+static void data_out_close(struct data_out *o)
+{
+	if (!o->path)
+		printf("\n");
+	if (fflush(o->f) != 0 || (o->f != stdout && fclose(o->f) != 0))
+		die(EXIT_RUNTIME, "%s: %s", o->path ? o->path : "stdout", g_strerror(errno));
+}
+
 static int cmd_rng(int argc, char **argv)
 {
 	g_autofree char *bytes_s = NULL, *req_s = NULL, *out = NULL;
@@ -331,7 +367,7 @@ static int cmd_rng(int argc, char **argv)
 	struct viornd sc;
 	uint64_t n, done = 0;
 	uint32_t rs = VIORND_DEFAULT_REQUEST_SIZE;
-	FILE *f = stdout;
+	struct data_out o;
 	int r;
 
 	g_option_context_add_main_entries(ctx, entries, NULL);
@@ -347,11 +383,7 @@ static int cmd_rng(int argc, char **argv)
 		die(EXIT_USAGE, "rng: --hex and --out are exclusive");
 	check_queue_size(queue_size);
 
-	if (out && strcmp(out, "-") != 0) {
-		f = fopen(out, "wb");
-		if (!f)
-			die(EXIT_RUNTIME, "%s: %s", out, g_strerror(errno));
-	}
+	data_out_open(&o, out);
 	rng_attach(&fe, &sc, rs, queue_size);
 	buf = g_malloc(RNG_CHUNK);
 	while (done < n) {
@@ -360,19 +392,10 @@ static int cmd_rng(int argc, char **argv)
 		r = viornd_read(&sc, buf, chunk);
 		if (r < 0)
 			fe_die(&fe, r, "viornd read");
-		if (out) {
-			if (fwrite(buf, 1, chunk, f) != chunk)
-				die(EXIT_RUNTIME, "%s: %s", out, g_strerror(errno));
-		} else {
-			for (size_t i = 0; i < chunk; i++)
-				printf("%02x", buf[i]);
-		}
+		data_out_write(&o, buf, chunk);
 		done += chunk;
 	}
-	if (!out)
-		printf("\n");
-	if (fflush(f) != 0 || (f != stdout && fclose(f) != 0))
-		die(EXIT_RUNTIME, "%s: %s", out ? out : "stdout", g_strerror(errno));
+	data_out_close(&o);
 	verbose("%" PRIu64 " bytes in %" PRIu64 " requests (%" PRIu64 " short)",
 		sc.bytes, sc.requests, sc.short_reads);
 	viornd_detach(&sc);
@@ -911,16 +934,12 @@ static int blk_read(int argc, char **argv)
 	uint64_t sector, count, done = 0;
 	struct viod_fe fe;
 	struct ld sc;
-	FILE *f = stdout;
+	struct data_out o;
 	int r;
 
 	blk_parse("read", "- read sectors", entries, argc, argv);
 	blk_range_args("read", sector_s, count_s, &sector, &count);
-	if (out && strcmp(out, "-") != 0) {
-		f = fopen(out, "wb");
-		if (!f)
-			die(EXIT_RUNTIME, "%s: %s", out, g_strerror(errno));
-	}
+	data_out_open(&o, out);
 	blk_attach(&fe, &sc, LD_DEFAULT_QUEUE_DEPTH, LD_DEFAULT_MAX_TRANSFER);
 	buf = g_malloc(BLK_CHUNK);
 	while (done < count) {
@@ -933,19 +952,10 @@ static int blk_read(int argc, char **argv)
 		r = ld_read(&sc, sector + done, buf, len);
 		if (r < 0)
 			fe_die(&fe, r, "blk read");
-		if (out) {
-			if (fwrite(buf, 1, len, f) != len)
-				die(EXIT_RUNTIME, "%s: %s", out, g_strerror(errno));
-		} else {
-			for (size_t i = 0; i < len; i++)
-				printf("%02x", buf[i]);
-		}
+		data_out_write(&o, buf, len);
 		done += n;
 	}
-	if (!out)
-		printf("\n");
-	if (fflush(f) != 0 || (f != stdout && fclose(f) != 0))
-		die(EXIT_RUNTIME, "%s: %s", out ? out : "stdout", g_strerror(errno));
+	data_out_close(&o);
 	blk_finish(&fe, &sc);
 	return 0;
 }
