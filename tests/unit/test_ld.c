@@ -15,22 +15,19 @@
  */
 #include <endian.h>
 #include <errno.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <sys/mman.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <linux/virtio_blk.h>
 #include <linux/virtio_config.h>
 #include <linux/virtio_ring.h>
 
 #include "guest/frontend.h"
 #include "guest/ld.h"
+#include "fake-backend.h"
 #include "support.h"
 #include "tap.h"
 
@@ -39,15 +36,6 @@
 #define FAKE_SERIAL "fake-ld-serial"
 
 enum used_mode { USED_RIGHT, USED_TOO_LONG, USED_ZERO, USED_SHORT };
-
-struct fake_q {
-	uint32_t num;
-	struct vhost_vring_addr addr;
-	uint16_t base;
-	int kick, call;
-	bool running;
-	struct viod_vq vq;
-};
 
 struct fake {
 	/* Script: set before attach, or atomic. */
@@ -58,20 +46,9 @@ struct fake {
 	atomic_int status_override;    /* status byte to write once, -1: none */
 	atomic_bool hold;              /* complete nothing */
 
-	/* Connection. */
-	char path[108];
-	int lfd, sock;
-	pthread_t thread;
-	atomic_bool quit;
-	uint64_t acked;
-	struct viod_mem mem;
-	void *maps[VU_MEM_TABLE_MAX];
-	size_t map_len[VU_MEM_TABLE_MAX];
-	struct fake_q q[FAKE_QUEUES];
-	struct iovec *iov;
+	struct test_fake fk;
 
-	/* Disk and findings (fake thread; read under lock). */
-	pthread_mutex_t lock;
+	/* Disk and findings (fake thread; read under fk.lock). */
 	uint8_t *disk;
 	unsigned int reqs[FAKE_QUEUES];
 	unsigned int by_type[16];
@@ -85,12 +62,6 @@ struct fake {
 	uint32_t max_zero_sectors;
 	uint32_t last_flags;
 };
-
-static void fake_reply(struct fake *f, uint32_t req, const void *p, uint32_t size)
-{
-	viod_fe_msg_send(f->sock, req, VU_FLAG_VERSION | VU_FLAG_REPLY, size, p, size,
-			 NULL, 0);
-}
 
 static bool fake_in_disk(uint64_t sector, uint64_t n)
 {
@@ -135,7 +106,7 @@ static uint8_t fake_zero(struct fake *f, const struct iovec *iov, unsigned int n
 /* Serves one chain; returns the used length to push. */
 static uint32_t fake_request(struct fake *f, unsigned int qi, const struct viod_vq_chain *c)
 {
-	struct iovec *iov = f->iov;
+	struct iovec *iov = f->fk.elem->iov;
 	struct virtio_blk_outhdr hdr;
 	unsigned int nsegs, ndata_in;
 	uint64_t data_len, sector;
@@ -223,160 +194,32 @@ static uint32_t fake_request(struct fake *f, unsigned int qi, const struct viod_
 	}
 }
 
-static void fake_serve_queue(struct fake *f, unsigned int qi)
+/* As a device does: serve, ask for kicks again, re-check (a chain made
+ * available before the driver saw the request is not kicked). */
+static void fake_kick(struct test_fake *fk, unsigned int qi)
 {
-	struct fake_q *q = &f->q[qi];
+	struct fake *f = fk->opaque;
+	struct viod_vq *vq = &fk->q[qi].vq;
 	struct viod_vq_chain c;
-	uint64_t v;
 
-	if (read(q->kick, &v, 8) < 0 && errno != EAGAIN)
-		return;
 	if (atomic_load(&f->hold))
 		return;
-	/* As a device does: serve, ask for kicks again, re-check (a chain
-	 * made available before the driver saw the request is not kicked). */
 	do {
-		while (viod_vq_pop_iov(&q->vq, &c, f->iov, VIOD_VQ_MAX_IOV) > 0) {
-			uint32_t len;
-
-			pthread_mutex_lock(&f->lock);
-			len = fake_request(f, qi, &c);
-			pthread_mutex_unlock(&f->lock);
-			viod_vq_push(&q->vq, c.head, len);
-			if (viod_vq_need_call(&q->vq) &&
-			    write(q->call, &(uint64_t){ 1 }, 8) < 0)
-				perror("fake: call");
+		while (viod_vq_pop_iov(vq, &c, fk->elem->iov, VIOD_VQ_MAX_IOV) > 0) {
+			viod_vq_push(vq, c.head, fake_request(f, qi, &c));
+			test_fake_call(fk, qi);
 		}
-		viod_vq_set_notify(&q->vq, true);
-	} while (viod_vq_pending(&q->vq) > 0);
+		viod_vq_set_notify(vq, true);
+	} while (viod_vq_pending(vq) > 0);
 }
 
-/* Handles one front-end message; false when the connection is gone. */
-static bool fake_msg(struct fake *f)
+static size_t fake_config(struct test_fake *fk, uint8_t *buf, size_t cap)
 {
-	struct viod_vu_msg m;
-	int fds[VU_MAX_FDS];
-	unsigned int nfds = 0, qi;
-	bool ack = true;
-	uint64_t u;
+	const struct fake *f = fk->opaque;
+	size_t n = sizeof(f->cfg) < cap ? sizeof(f->cfg) : cap;
 
-	if (viod_fe_msg_recv(f->sock, &m, fds, &nfds, 1000) < 0)
-		return false;
-	qi = m.hdr.size >= 4 ? m.u.state.index & VU_VRING_IDX_MASK : 0;
-	if (qi >= FAKE_QUEUES)
-		qi = 0;
-	switch (m.hdr.request) {
-	case VU_GET_FEATURES:
-		u = (1ull << VIRTIO_F_VERSION_1) | (1ull << VHOST_USER_F_PROTOCOL_FEATURES) |
-		    (1ull << VIRTIO_RING_F_EVENT_IDX) | f->offered;
-		fake_reply(f, m.hdr.request, &u, 8);
-		ack = false;
-		break;
-	case VU_GET_PROTOCOL_FEATURES:
-		u = (1ull << VU_PF_REPLY_ACK) | (1ull << VU_PF_CONFIG) | (1ull << VU_PF_MQ);
-		fake_reply(f, m.hdr.request, &u, 8);
-		ack = false;
-		break;
-	case VU_GET_QUEUE_NUM:
-		fake_reply(f, m.hdr.request, &f->queue_num, 8);
-		ack = false;
-		break;
-	case VU_SET_FEATURES:
-		f->acked = m.u.u64;
-		break;
-	case VU_SET_MEM_TABLE:
-		test_fake_map_table(&f->mem, f->maps, f->map_len, &m.u.mem, fds, nfds);
-		break;
-	case VU_SET_VRING_NUM:
-		f->q[qi].num = m.u.state.num;
-		break;
-	case VU_SET_VRING_ADDR:
-		f->q[qi].addr = m.u.addr;
-		break;
-	case VU_SET_VRING_BASE:
-		f->q[qi].base = (uint16_t)m.u.state.num;
-		break;
-	case VU_SET_VRING_CALL:
-		qi = m.u.u64 & VU_VRING_IDX_MASK;
-		if (nfds == 1 && qi < FAKE_QUEUES) {
-			if (f->q[qi].call >= 0)
-				close(f->q[qi].call);
-			f->q[qi].call = fds[0];
-			nfds = 0;
-		}
-		break;
-	case VU_SET_VRING_KICK:
-		qi = m.u.u64 & VU_VRING_IDX_MASK;
-		if (nfds == 1 && qi < FAKE_QUEUES) {
-			if (f->q[qi].kick >= 0)
-				close(f->q[qi].kick);
-			f->q[qi].kick = fds[0];
-			nfds = 0;
-			f->q[qi].running = test_fake_start_ring(&f->q[qi].vq, &f->mem,
-								f->q[qi].num, &f->q[qi].addr,
-								f->q[qi].base, f->acked);
-		}
-		break;
-	case VU_GET_VRING_BASE: {
-		struct vhost_vring_state s = { .index = qi,
-					       .num = f->q[qi].vq.last_avail };
-
-		f->q[qi].running = false;
-		fake_reply(f, m.hdr.request, &s, sizeof(s));
-		ack = false;
-		break;
-	}
-	case VU_GET_CONFIG: {
-		uint32_t off = m.u.config.offset, len = m.u.config.size;
-
-		if (off <= sizeof(f->cfg) && len <= sizeof(f->cfg) - off) {
-			memcpy(m.u.config.data, (uint8_t *)&f->cfg + off, len);
-			fake_reply(f, m.hdr.request, &m.u.config, VU_CONFIG_HDR_SIZE + len);
-		} else {
-			fake_reply(f, m.hdr.request, NULL, 0);
-		}
-		ack = false;
-		break;
-	}
-	default:
-		break;
-	}
-	for (unsigned int i = 0; i < nfds; i++)
-		close(fds[i]);
-	if (ack && (m.hdr.flags & VU_FLAG_NEED_REPLY)) {
-		u = 0;
-		fake_reply(f, m.hdr.request, &u, 8);
-	}
-	return true;
-}
-
-static void *fake_thread(void *arg)
-{
-	struct fake *f = arg;
-
-	f->sock = accept4(f->lfd, NULL, NULL, SOCK_CLOEXEC);
-	if (f->sock < 0)
-		return NULL;
-	while (!atomic_load(&f->quit)) {
-		struct pollfd p[1 + FAKE_QUEUES];
-		unsigned int qmap[FAKE_QUEUES], n = 1;
-
-		p[0] = (struct pollfd){ .fd = f->sock, .events = POLLIN };
-		for (unsigned int i = 0; i < FAKE_QUEUES; i++) {
-			if (!f->q[i].running || f->q[i].kick < 0)
-				continue;
-			qmap[n - 1] = i;
-			p[n++] = (struct pollfd){ .fd = f->q[i].kick, .events = POLLIN };
-		}
-		if (poll(p, n, 20) < 0)
-			continue;
-		if (p[0].revents && !fake_msg(f))
-			break;
-		for (unsigned int i = 1; i < n; i++)
-			if (p[i].revents && f->q[qmap[i - 1]].running)
-				fake_serve_queue(f, qmap[i - 1]);
-	}
-	return NULL;
+	memcpy(buf, &f->cfg, n);
+	return n;
 }
 
 /* The default device: 1 MiB, 4 queues, every feature ld takes but RO
@@ -401,47 +244,37 @@ static void fake_defaults(struct fake *f)
 	f->queue_num = 4;
 }
 
+static const struct test_fake_ops fake_ops = {
+	.config = fake_config,
+	.kick = fake_kick,
+};
+
 static int fake_start(struct fake *f, const char *tag)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	char path[108];
 
-	f->sock = -1;
 	atomic_store(&f->status_override, -1);
-	for (unsigned int i = 0; i < FAKE_QUEUES; i++)
-		f->q[i].kick = f->q[i].call = -1;
-	pthread_mutex_init(&f->lock, NULL);
 	f->disk = calloc(FAKE_SECTORS, 512);
-	f->iov = calloc(VIOD_VQ_MAX_IOV, sizeof(*f->iov));
-	snprintf(f->path, sizeof(f->path), "/tmp/test-ld-%d-%s.sock", (int)getpid(), tag);
-	unlink(f->path);
-	strcpy(sa.sun_path, f->path);
-	f->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (!f->disk || !f->iov || f->lfd < 0 ||
-	    bind(f->lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(f->lfd, 1) < 0)
+	if (!f->disk)
 		return -1;
-	return pthread_create(&f->thread, NULL, fake_thread, f) ? -1 : 0;
+	f->fk.features = (1ull << VIRTIO_F_VERSION_1) |
+			 (1ull << VHOST_USER_F_PROTOCOL_FEATURES) |
+			 (1ull << VIRTIO_RING_F_EVENT_IDX) | f->offered;
+	f->fk.protocol_features = (1ull << VU_PF_REPLY_ACK) | (1ull << VU_PF_CONFIG) |
+				  (1ull << VU_PF_MQ);
+	f->fk.queue_num = f->queue_num;
+	f->fk.nqueues = FAKE_QUEUES;
+	f->fk.ops = &fake_ops;
+	f->fk.opaque = f;
+	snprintf(path, sizeof(path), "/tmp/test-ld-%d-%s.sock", (int)getpid(), tag);
+	return test_fake_start(&f->fk, path);
 }
 
 static void fake_stop(struct fake *f)
 {
-	atomic_store(&f->quit, true);
-	pthread_join(f->thread, NULL);
-	for (unsigned int i = 0; i < FAKE_QUEUES; i++) {
-		if (f->q[i].kick >= 0)
-			close(f->q[i].kick);
-		if (f->q[i].call >= 0)
-			close(f->q[i].call);
-	}
-	for (unsigned int i = 0; i < VU_MEM_TABLE_MAX; i++)
-		if (f->maps[i])
-			munmap(f->maps[i], f->map_len[i]);
-	if (f->sock >= 0)
-		close(f->sock);
-	close(f->lfd);
-	unlink(f->path);
+	test_fake_stop(&f->fk);
 	free(f->disk);
-	free(f->iov);
-	pthread_mutex_destroy(&f->lock);
+	f->disk = NULL;
 }
 
 /* Starts the fake (f scripted already) and attaches ld with o (NULL:
@@ -462,7 +295,7 @@ static int attach(struct fake *f, struct viod_fe *fe, struct ld *sc, const char 
 		return -1;
 	if (fake_start(f, tag) < 0)
 		return -1;
-	r = viod_fe_connect(fe, f->path);
+	r = viod_fe_connect(fe, f->fk.path);
 	if (r < 0)
 		return r;
 	if (!o) {
@@ -521,14 +354,14 @@ static void test_io(void)
 	is(ld_get_id(&sc, id), 0, "get-id");
 	ok(strncmp((char *)id, FAKE_SERIAL, sizeof(id)) == 0, "the serial");
 
-	pthread_mutex_lock(&f.lock);
+	pthread_mutex_lock(&f.fk.lock);
 	is(f.max_data, LD_DEFAULT_MAX_TRANSFER, "requests of at most max_transfer bytes");
 	is(f.max_segs, 1, "a contiguous buffer is one data segment");
 	is(f.unaligned, 0, "data buffers page-aligned");
 	is(f.bad_layout, 0, "header first, status last");
 	is(f.out_of_range, 0, "nothing out of range reached the device");
 	is(f.by_type[VIRTIO_BLK_T_FLUSH], 1, "one flush");
-	pthread_mutex_unlock(&f.lock);
+	pthread_mutex_unlock(&f.fk.lock);
 
 	/* Range checks in the driver: nothing is sent. */
 	is(ld_read(&sc, FAKE_SECTORS, rd, 512), -ERANGE, "read at the capacity: -ERANGE");
@@ -537,21 +370,21 @@ static void test_io(void)
 	is(ld_read(&sc, 0, rd, 100), -EINVAL, "part of a sector: -EINVAL");
 	is(ld_read(&sc, 0, rd, 0), -EINVAL, "nothing: -EINVAL");
 	is(ld_discard(&sc, FAKE_SECTORS - 8, 16), -ERANGE, "discard across the end: -ERANGE");
-	pthread_mutex_lock(&f.lock);
+	pthread_mutex_lock(&f.fk.lock);
 	is(f.out_of_range, 0, "none of them reached the device");
-	pthread_mutex_unlock(&f.lock);
+	pthread_mutex_unlock(&f.fk.lock);
 	ok(!sc.broken, "refusals leave the driver usable");
 
 	/* Discard and write-zeroes in segments of the device's maximum. */
 	is(ld_discard(&sc, 100, 200), 0, "discard 200 sectors");
 	is(ld_write_zeroes(&sc, 400, 64, true), 0, "write-zeroes with unmap");
-	pthread_mutex_lock(&f.lock);
+	pthread_mutex_lock(&f.fk.lock);
 	is(f.zero_segs, 5, "discard split at 64 sectors (4), write-zeroes 1");
 	is(f.max_zero_sectors, 64, "no segment above 64 sectors");
 	is(f.last_flags, VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP, "unmap flag sent");
 	ok(memcmp(f.disk + 100 * 512, zero, sizeof(zero)) == 0 &&
 	   memcmp(f.disk + 400 * 512, zero, sizeof(zero)) == 0, "ranges zeroed");
-	pthread_mutex_unlock(&f.lock);
+	pthread_mutex_unlock(&f.fk.lock);
 
 	/* The raw entry point sends what the driver would refuse. */
 	{
@@ -602,11 +435,11 @@ static void test_segments(void)
 	is(ld_write(&sc, 64, w, 65536), 0, "write 64 KiB");
 	is(ld_read(&sc, 64, rd, 65536), 0, "read it back");
 	ok(memcmp(w, rd, 65536) == 0, "data intact across split requests");
-	pthread_mutex_lock(&f.lock);
+	pthread_mutex_lock(&f.fk.lock);
 	is(f.max_segs, 2, "at most seg_max data segments");
 	is(f.max_seg_len, 4096, "none above size_max");
 	is(f.reqs[0], 16, "8 requests each way");
-	pthread_mutex_unlock(&f.lock);
+	pthread_mutex_unlock(&f.fk.lock);
 	finish(&f, &fe, &sc);
 
 	/* seg_size cuts further, within seg_max. */
@@ -618,10 +451,10 @@ static void test_segments(void)
 	is(ld_write(&sc, 0, w, 65536), 0, "write 64 KiB in 512-byte descriptors");
 	is(ld_read(&sc, 0, rd, 65536), 0, "read it back");
 	ok(memcmp(w, rd, 65536) == 0, "data intact");
-	pthread_mutex_lock(&f.lock);
+	pthread_mutex_lock(&f.fk.lock);
 	is(f.max_seg_len, 512, "descriptors of 512 bytes");
 	is(f.max_segs, 126, "up to the ring's room (queue size 128 - 2)");
-	pthread_mutex_unlock(&f.lock);
+	pthread_mutex_unlock(&f.fk.lock);
 	finish(&f, &fe, &sc);
 	free(w);
 	free(rd);
@@ -727,10 +560,10 @@ static void test_features(void)
 	is(ld_write(&sc, 0, buf, 512), -EROFS, "write: -EROFS");
 	is(ld_write_zeroes(&sc, 0, 8, false), -EROFS, "write-zeroes: -EROFS");
 	is(ld_read(&sc, 0, buf, 512), 0, "read works");
-	pthread_mutex_lock(&f.lock);
+	pthread_mutex_lock(&f.fk.lock);
 	is(f.by_type[VIRTIO_BLK_T_OUT] + f.by_type[VIRTIO_BLK_T_WRITE_ZEROES], 0,
 	   "no write reached the device");
-	pthread_mutex_unlock(&f.lock);
+	pthread_mutex_unlock(&f.fk.lock);
 	finish(&f, &fe, &sc);
 
 	memset(&f, 0, sizeof(f));
@@ -743,9 +576,9 @@ static void test_features(void)
 	is(ld_flush(&sc), 0, "flush: nothing to flush");
 	is(ld_discard(&sc, 0, 8), -EOPNOTSUPP, "discard: -EOPNOTSUPP");
 	is(ld_write_zeroes(&sc, 0, 8, false), -EOPNOTSUPP, "write-zeroes: -EOPNOTSUPP");
-	pthread_mutex_lock(&f.lock);
+	pthread_mutex_lock(&f.fk.lock);
 	is(f.reqs[0], 0, "nothing reached the device");
-	pthread_mutex_unlock(&f.lock);
+	pthread_mutex_unlock(&f.fk.lock);
 	finish(&f, &fe, &sc);
 }
 
@@ -841,7 +674,7 @@ static void test_bench(void)
 	ok(st.seconds > 0 && st.iops > 0, "IOPS %.0f over %.3f s", st.iops, st.seconds);
 	ok(st.p50_us > 0 && st.p50_us <= st.p99_us && st.p99_us <= st.max_us,
 	   "p50 %.1f <= p99 %.1f <= max %.1f us", st.p50_us, st.p99_us, st.max_us);
-	pthread_mutex_lock(&f.lock);
+	pthread_mutex_lock(&f.fk.lock);
 	for (unsigned int i = 0; i < 4; i++) {
 		total += f.reqs[i];
 		if (f.reqs[i] < per_queue_min)
@@ -851,15 +684,15 @@ static void test_bench(void)
 	ok(per_queue_min > 0, "on every queue (fewest %u)", per_queue_min);
 	is(f.out_of_range, 0, "all inside the disk");
 	is(f.by_type[VIRTIO_BLK_T_OUT], 0, "all reads");
-	pthread_mutex_unlock(&f.lock);
+	pthread_mutex_unlock(&f.fk.lock);
 
 	bo = (struct ld_bench_opts){ .write = true, .block_size = 4096, .depth = 8,
 				     .requests = 500, .region_sector = 1024,
 				     .region_sectors = 64 };
 	is(ld_bench(&sc, &bo, &st), 0, "bench 500 random writes in a 32 KiB region");
-	pthread_mutex_lock(&f.lock);
+	pthread_mutex_lock(&f.fk.lock);
 	is(f.by_type[VIRTIO_BLK_T_OUT], 500, "500 writes");
-	pthread_mutex_unlock(&f.lock);
+	pthread_mutex_unlock(&f.fk.lock);
 	bo.block_size = 8192;
 	is(ld_bench(&sc, &bo, &st), -EINVAL, "block size above max transfer refused");
 	bo.block_size = 4096;
