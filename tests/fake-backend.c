@@ -81,7 +81,7 @@ static void fake_forget(struct test_fake *f)
 static enum test_fake_verdict fake_get_config(struct test_fake *f, struct viod_vu_msg *m)
 {
 	uint8_t cfg[VU_MAX_CONFIG_SIZE] = { 0 };
-	size_t size = f->ops->config(f, cfg, sizeof(cfg));
+	size_t size = f->ops->config(f, cfg);
 	uint32_t off = m->u.config.offset, len = m->u.config.size;
 
 	if (off <= size && len <= size - off) {

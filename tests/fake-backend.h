@@ -19,12 +19,19 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <linux/virtio_config.h>
+#include <linux/virtio_ring.h>
 
 #include "vhost/proto.h"
 #include "virtio/mem.h"
 #include "virtio/vq.h"
 
 #define TEST_FAKE_MAX_QUEUES 8u
+
+/* What a fake offers besides its device's feature bits. */
+#define TEST_FAKE_FEATURES ((1ull << VIRTIO_F_VERSION_1) |                   \
+			    (1ull << VHOST_USER_F_PROTOCOL_FEATURES) |       \
+			    (1ull << VIRTIO_RING_F_EVENT_IDX))
 
 struct test_fake;
 
@@ -42,9 +49,9 @@ struct test_fake_ops {
 	 * closed (0 keeps them all). */
 	enum test_fake_verdict (*msg)(struct test_fake *f, struct viod_vu_msg *m,
 				      int *fds, unsigned int *nfds);
-	/* Writes the config space into buf (cap bytes, zeroed) and returns
-	 * its size (<= cap). Without it GET_CONFIG is only acked if asked. */
-	size_t (*config)(struct test_fake *f, uint8_t *buf, size_t cap);
+	/* Writes the config space into buf (zeroed) and returns its size.
+	 * Without it GET_CONFIG is only acked if asked. */
+	size_t (*config)(struct test_fake *f, uint8_t buf[VU_MAX_CONFIG_SIZE]);
 	/* Ring qi, running, was kicked (the count is read). Without it the
 	 * kick fds are left alone: the test serves rings and reads kicks. */
 	void (*kick)(struct test_fake *f, unsigned int qi);

@@ -213,13 +213,12 @@ static void fake_kick(struct test_fake *fk, unsigned int qi)
 	} while (viod_vq_pending(vq) > 0);
 }
 
-static size_t fake_config(struct test_fake *fk, uint8_t *buf, size_t cap)
+static size_t fake_config(struct test_fake *fk, uint8_t buf[VU_MAX_CONFIG_SIZE])
 {
 	const struct fake *f = fk->opaque;
-	size_t n = sizeof(f->cfg) < cap ? sizeof(f->cfg) : cap;
 
-	memcpy(buf, &f->cfg, n);
-	return n;
+	memcpy(buf, &f->cfg, sizeof(f->cfg));
+	return sizeof(f->cfg);
 }
 
 /* The default device: 1 MiB, 4 queues, every feature ld takes but RO
@@ -257,9 +256,7 @@ static int fake_start(struct fake *f, const char *tag)
 	f->disk = calloc(FAKE_SECTORS, 512);
 	if (!f->disk)
 		return -1;
-	f->fk.features = (1ull << VIRTIO_F_VERSION_1) |
-			 (1ull << VHOST_USER_F_PROTOCOL_FEATURES) |
-			 (1ull << VIRTIO_RING_F_EVENT_IDX) | f->offered;
+	f->fk.features = TEST_FAKE_FEATURES | f->offered;
 	f->fk.protocol_features = (1ull << VU_PF_REPLY_ACK) | (1ull << VU_PF_CONFIG) |
 				  (1ull << VU_PF_MQ);
 	f->fk.queue_num = f->queue_num;
