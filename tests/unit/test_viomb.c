@@ -15,7 +15,6 @@
  */
 #include <endian.h>
 #include <errno.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -23,30 +22,18 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-#include <sys/mman.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <linux/virtio_config.h>
 #include <linux/virtio_ring.h>
 
 #include "guest/frontend.h"
 #include "guest/viomb.h"
-#include "support.h"
+#include "fake-backend.h"
 #include "tap.h"
 
 #define FAKE_QUEUES 5u
 #define FAKE_MAX_PFN (1u << 20)      /* 4 GiB of guest-physical space */
 
 enum role { R_NONE, R_INFLATE, R_DEFLATE, R_STATS, R_REPORT };
-
-struct fake_q {
-	uint32_t num;
-	struct vhost_vring_addr addr;
-	uint16_t base;
-	int kick, call;
-	bool running;
-	struct viod_vq vq;
-};
 
 struct fake {
 	/* Script (set before attach unless atomic). */
@@ -57,20 +44,9 @@ struct fake {
 	atomic_bool stats_request;     /* return the held stats buffer */
 	const struct viod_fe *fe;      /* the driver's side, to check the pool */
 
-	/* Connection. */
-	char path[108];
-	int lfd, sock, backend;
-	pthread_t thread;
-	atomic_bool quit;
-	uint64_t acked, pf;
-	struct viod_mem mem;
-	void *maps[VU_MEM_TABLE_MAX];
-	size_t map_len[VU_MEM_TABLE_MAX];
-	struct fake_q q[FAKE_QUEUES];
-	struct viod_vq_elem *elem;
+	struct test_fake fk;
 
-	/* Device state and findings (fake thread; read after fake_sync). */
-	pthread_mutex_t lock;
+	/* Device state and findings (fake thread; read under fk.lock). */
 	uint32_t num_pages, actual;
 	uint8_t *in_balloon;           /* per PFN */
 	uint32_t balloon_pages;
@@ -96,27 +72,13 @@ static enum role fake_role(const struct fake *f, unsigned int q)
 		return R_INFLATE;
 	if (q == 1)
 		return R_DEFLATE;
-	if ((f->acked >> VIOMB_F_STATS_VQ & 1) && q == next++)
+	if ((f->fk.acked >> VIOMB_F_STATS_VQ & 1) && q == next++)
 		return R_STATS;
-	if ((f->acked >> VIOMB_F_FREE_PAGE_HINT & 1) && q == next++)
+	if ((f->fk.acked >> VIOMB_F_FREE_PAGE_HINT & 1) && q == next++)
 		return R_NONE;
-	if ((f->acked >> VIOMB_F_PAGE_REPORTING & 1) && q == next)
+	if ((f->fk.acked >> VIOMB_F_PAGE_REPORTING & 1) && q == next)
 		return R_REPORT;
 	return R_NONE;
-}
-
-static void fake_reply(struct fake *f, uint32_t req, const void *p, uint32_t size)
-{
-	viod_fe_msg_send(f->sock, req, VU_FLAG_VERSION | VU_FLAG_REPLY, size, p, size,
-			 NULL, 0);
-}
-
-static void fake_call(struct fake *f, unsigned int qi)
-{
-	uint64_t one = 1;
-
-	if (viod_vq_need_call(&f->q[qi].vq) && write(f->q[qi].call, &one, 8) < 0)
-		perror("fake: call");
 }
 
 /* Is the pool page at gpa allocated (in the driver's pool bitmap)? */
@@ -138,16 +100,15 @@ static bool pool_allocated(const struct viod_fe *fe, uint64_t gpa)
 
 static void fake_pfns(struct fake *f, unsigned int qi, bool inflate)
 {
-	struct fake_q *q = &f->q[qi];
-	struct viod_vq_elem *e = f->elem;
-	bool mth = f->acked >> VIOMB_F_MUST_TELL_HOST & 1;
+	struct test_fake_q *q = &f->fk.q[qi];
+	struct viod_vq_elem *e = f->fk.elem;
+	bool mth = f->fk.acked >> VIOMB_F_MUST_TELL_HOST & 1;
 
 	if (inflate && atomic_load(&f->ignore_inflate))
 		return;
 	while (viod_vq_pop(&q->vq, e) > 0) {
 		uint32_t n = (uint32_t)(e->out_len / 4), len = 0;
 
-		pthread_mutex_lock(&f->lock);
 		if (n > f->max_req_pfns)
 			f->max_req_pfns = n;
 		for (uint32_t i = 0; i < n; i++) {
@@ -157,7 +118,7 @@ static void fake_pfns(struct fake *f, unsigned int qi, bool inflate)
 			viod_iov_to_buf(e->iov, e->out_num, i * 4, &pfn, 4);
 			pfn = le32toh(pfn);
 			gpa = (uint64_t)pfn << 12;
-			if (pfn >= FAKE_MAX_PFN || !viod_mem_find(&f->mem, gpa)) {
+			if (pfn >= FAKE_MAX_PFN || !viod_mem_find(&f->fk.mem, gpa)) {
 				f->errors++;
 				continue;
 			}
@@ -175,15 +136,14 @@ static void fake_pfns(struct fake *f, unsigned int qi, bool inflate)
 					f->order_bad++;
 			}
 		}
-		if (inflate)
+		if (inflate) {
 			f->inflate_reqs++;
-		else
-			f->deflate_reqs++;
-		pthread_mutex_unlock(&f->lock);
-		if (inflate)
 			len = (uint32_t)atomic_exchange(&f->bad_used_len, 0);
+		} else {
+			f->deflate_reqs++;
+		}
 		viod_vq_push(&q->vq, e->head, len);
-		fake_call(f, qi);
+		test_fake_call(&f->fk, qi);
 	}
 }
 
@@ -191,7 +151,6 @@ static void fake_stats_parse(struct fake *f, const struct viod_vq_elem *e)
 {
 	unsigned int n = (unsigned int)(e->out_len / VIOMB_STAT_SIZE);
 
-	pthread_mutex_lock(&f->lock);
 	f->stats_entries = n;
 	for (unsigned int i = 0; i < n; i++) {
 		uint8_t raw[VIOMB_STAT_SIZE];
@@ -205,29 +164,28 @@ static void fake_stats_parse(struct fake *f, const struct viod_vq_elem *e)
 			f->stat_val[le16toh(tag)] = le64toh(val);
 	}
 	f->stats_bufs++;
-	pthread_mutex_unlock(&f->lock);
 }
 
 static void fake_stats(struct fake *f, unsigned int qi)
 {
-	struct fake_q *q = &f->q[qi];
+	struct test_fake_q *q = &f->fk.q[qi];
 
-	if (!f->stats_held && viod_vq_pop(&q->vq, f->elem) > 0) {
-		fake_stats_parse(f, f->elem);
+	if (!f->stats_held && viod_vq_pop(&q->vq, f->fk.elem) > 0) {
+		fake_stats_parse(f, f->fk.elem);
 		f->stats_held = true;
-		f->stats_head = f->elem->head;
+		f->stats_head = f->fk.elem->head;
 	}
 	if (f->stats_held && atomic_exchange(&f->stats_request, false)) {
 		f->stats_held = false;
 		viod_vq_push(&q->vq, f->stats_head, 0);
-		fake_call(f, qi);
+		test_fake_call(&f->fk, qi);
 	}
 }
 
 static bool fake_host_to_gpa(const struct fake *f, const void *p, uint64_t *gpa)
 {
-	for (unsigned int i = 0; i < f->mem.nregions; i++) {
-		const struct viod_mem_region *r = &f->mem.regions[i];
+	for (unsigned int i = 0; i < f->fk.mem.nregions; i++) {
+		const struct viod_mem_region *r = &f->fk.mem.regions[i];
 		uintptr_t a = (uintptr_t)p, b = (uintptr_t)r->host;
 
 		if (a >= b && a - b < r->size) {
@@ -240,11 +198,10 @@ static bool fake_host_to_gpa(const struct fake *f, const void *p, uint64_t *gpa)
 
 static void fake_report(struct fake *f, unsigned int qi)
 {
-	struct fake_q *q = &f->q[qi];
-	struct viod_vq_elem *e = f->elem;
+	struct test_fake_q *q = &f->fk.q[qi];
+	struct viod_vq_elem *e = f->fk.elem;
 
 	while (viod_vq_pop(&q->vq, e) > 0) {
-		pthread_mutex_lock(&f->lock);
 		f->report_reqs++;
 		f->reporting_queue = qi;
 		f->reported_bytes += e->in_len;
@@ -259,18 +216,13 @@ static void fake_report(struct fake *f, unsigned int qi)
 			else if (!pool_allocated(f->fe, gpa))
 				f->report_bad++;
 		}
-		pthread_mutex_unlock(&f->lock);
 		viod_vq_push(&q->vq, e->head, 0);
-		fake_call(f, qi);
+		test_fake_call(&f->fk, qi);
 	}
 }
 
 static void fake_serve_queue(struct fake *f, unsigned int qi)
 {
-	uint64_t v;
-
-	if (read(f->q[qi].kick, &v, 8) < 0 && errno != EAGAIN)
-		return;
 	switch (fake_role(f, qi)) {
 	case R_INFLATE:
 		fake_pfns(f, qi, true);
@@ -289,220 +241,101 @@ static void fake_serve_queue(struct fake *f, unsigned int qi)
 	}
 }
 
-/* Handles one front-end message; false when the connection is gone. */
-static bool fake_msg(struct fake *f)
+static void fake_kick(struct test_fake *fk, unsigned int qi)
 {
-	struct viod_vu_msg m;
-	int fds[VU_MAX_FDS];
-	unsigned int nfds = 0, qi;
-	bool ack = true;
-	uint64_t u;
+	fake_serve_queue(fk->opaque, qi);
+}
 
-	if (viod_fe_msg_recv(f->sock, &m, fds, &nfds, 1000) < 0)
-		return false;
-	qi = m.hdr.size >= 4 ? m.u.state.index & VU_VRING_IDX_MASK : 0;
-	if (qi >= FAKE_QUEUES)
-		qi = 0;
-	switch (m.hdr.request) {
-	case VU_GET_FEATURES:
-		u = (1ull << VIRTIO_F_VERSION_1) | (1ull << VHOST_USER_F_PROTOCOL_FEATURES) |
-		    (1ull << VIRTIO_RING_F_EVENT_IDX) | f->offered;
-		fake_reply(f, m.hdr.request, &u, 8);
-		ack = false;
-		break;
-	case VU_GET_PROTOCOL_FEATURES:
-		u = (1ull << VU_PF_REPLY_ACK) | (1ull << VU_PF_CONFIG);
-		if (!f->no_backend_channel)
-			u |= 1ull << VU_PF_BACKEND_REQ;
-		fake_reply(f, m.hdr.request, &u, 8);
-		ack = false;
-		break;
-	case VU_SET_PROTOCOL_FEATURES:
-		f->pf = m.u.u64;
-		break;
-	case VU_SET_FEATURES:
-		f->acked = m.u.u64;
-		break;
-	case VU_SET_MEM_TABLE:
-		test_fake_map_table(&f->mem, f->maps, f->map_len, &m.u.mem, fds, nfds);
-		break;
-	case VU_SET_BACKEND_REQ_FD:
-		if (nfds == 1) {
-			f->backend = fds[0];
-			nfds = 0;
-		}
-		break;
-	case VU_SET_VRING_NUM:
-		f->q[qi].num = m.u.state.num;
-		break;
-	case VU_SET_VRING_ADDR:
-		f->q[qi].addr = m.u.addr;
-		break;
-	case VU_SET_VRING_BASE:
-		f->q[qi].base = (uint16_t)m.u.state.num;
-		break;
-	case VU_SET_VRING_CALL:
-		qi = m.u.u64 & VU_VRING_IDX_MASK;
-		if (nfds == 1 && qi < FAKE_QUEUES) {
-			f->q[qi].call = fds[0];
-			nfds = 0;
-		}
-		break;
-	case VU_SET_VRING_KICK:
-		qi = m.u.u64 & VU_VRING_IDX_MASK;
-		if (nfds == 1 && qi < FAKE_QUEUES) {
-			f->q[qi].kick = fds[0];
-			nfds = 0;
-			f->q[qi].running = test_fake_start_ring(&f->q[qi].vq, &f->mem,
-								f->q[qi].num, &f->q[qi].addr,
-								f->q[qi].base, f->acked);
-		}
-		break;
-	case VU_GET_VRING_BASE: {
-		struct vhost_vring_state s = { .index = qi,
-					       .num = f->q[qi].vq.last_avail };
+/* This fake never moves avail_event, so with EVENT_IDX the driver stops
+ * kicking after its first buffers; and the stats buffer goes back on the
+ * test's word, with no kick behind it: every ring is looked at every round. */
+static void fake_idle(struct test_fake *fk)
+{
+	for (unsigned int i = 0; i < FAKE_QUEUES; i++)
+		if (fk->q[i].running)
+			fake_serve_queue(fk->opaque, i);
+}
 
-		f->q[qi].running = false;
-		if (f->q[qi].kick >= 0)
-			close(f->q[qi].kick);
-		f->q[qi].kick = -1;
-		fake_reply(f, m.hdr.request, &s, sizeof(s));
-		ack = false;
-		break;
-	}
-	case VU_GET_CONFIG: {
-		uint8_t cfg[16] = { 0 };
-		uint32_t off = m.u.config.offset, len = m.u.config.size, v;
+static size_t fake_config(struct test_fake *fk, uint8_t buf[VU_MAX_CONFIG_SIZE])
+{
+	const struct fake *f = fk->opaque;
+	uint32_t v;
 
-		pthread_mutex_lock(&f->lock);
-		v = htole32(f->num_pages);
-		memcpy(cfg, &v, 4);
-		v = htole32(f->actual);
-		memcpy(cfg + 4, &v, 4);
-		pthread_mutex_unlock(&f->lock);
-		if (off <= sizeof(cfg) && len <= sizeof(cfg) - off) {
-			memcpy(m.u.config.data, cfg + off, len);
-			fake_reply(f, m.hdr.request, &m.u.config, VU_CONFIG_HDR_SIZE + len);
-		} else {
-			fake_reply(f, m.hdr.request, NULL, 0);
-		}
-		ack = false;
-		break;
-	}
-	case VU_SET_CONFIG:
-		pthread_mutex_lock(&f->lock);
-		if (m.u.config.offset == 4 && m.u.config.size == 4) {
-			uint32_t v;
+	v = htole32(f->num_pages);
+	memcpy(buf, &v, 4);
+	v = htole32(f->actual);
+	memcpy(buf + 4, &v, 4);
+	return 16;
+}
 
-			memcpy(&v, m.u.config.data, 4);
-			f->actual = le32toh(v);
-			f->actual_writes++;
-			/* Written after the device used the request: it must
-			 * count exactly the pages the device holds. */
-			if (f->actual != f->balloon_pages)
-				f->actual_bad++;
-		} else {
+/* SET_CONFIG: the driver writes actual, nothing else. */
+static enum test_fake_verdict fake_msg(struct test_fake *fk, struct viod_vu_msg *m,
+				       int *fds, unsigned int *nfds)
+{
+	struct fake *f = fk->opaque;
+	uint32_t v;
+
+	(void)fds;
+	(void)nfds;
+	if (m->hdr.request != VU_SET_CONFIG)
+		return TEST_FAKE_PASS;
+	if (m->u.config.offset == 4 && m->u.config.size == 4) {
+		memcpy(&v, m->u.config.data, 4);
+		f->actual = le32toh(v);
+		f->actual_writes++;
+		/* Written after the device used the request: it must
+		 * count exactly the pages the device holds. */
+		if (f->actual != f->balloon_pages)
 			f->actual_bad++;
-		}
-		pthread_mutex_unlock(&f->lock);
-		break;
-	default:
-		break;
+	} else {
+		f->actual_bad++;
 	}
-	for (unsigned int i = 0; i < nfds; i++)
-		close(fds[i]);
-	if (ack && (m.hdr.flags & VU_FLAG_NEED_REPLY)) {
-		u = 0;
-		fake_reply(f, m.hdr.request, &u, 8);
-	}
-	return true;
+	return TEST_FAKE_ACK;
 }
 
-static void *fake_thread(void *arg)
-{
-	struct fake *f = arg;
-
-	f->sock = accept4(f->lfd, NULL, NULL, SOCK_CLOEXEC);
-	if (f->sock < 0)
-		return NULL;
-	while (!atomic_load(&f->quit)) {
-		struct pollfd p[1 + FAKE_QUEUES];
-		unsigned int qmap[FAKE_QUEUES], n = 1;
-
-		p[0] = (struct pollfd){ .fd = f->sock, .events = POLLIN };
-		for (unsigned int i = 0; i < FAKE_QUEUES; i++) {
-			if (!f->q[i].running || f->q[i].kick < 0)
-				continue;
-			qmap[n - 1] = i;
-			p[n++] = (struct pollfd){ .fd = f->q[i].kick, .events = POLLIN };
-		}
-		if (poll(p, n, 20) < 0)
-			continue;
-		if (p[0].revents && !fake_msg(f))
-			break;
-		for (unsigned int i = 1; i < n; i++)
-			if (f->q[qmap[i - 1]].running)
-				fake_serve_queue(f, qmap[i - 1]);
-		/* A stats request has no kick behind it: look every round. */
-		for (unsigned int i = 0; i < FAKE_QUEUES; i++)
-			if (f->q[i].running && fake_role(f, i) == R_STATS)
-				fake_stats(f, i);
-	}
-	return NULL;
-}
+static const struct test_fake_ops fake_ops = {
+	.msg = fake_msg,
+	.config = fake_config,
+	.kick = fake_kick,
+	.idle = fake_idle,
+};
 
 static int fake_start(struct fake *f, const char *tag)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	char path[108];
 
-	f->sock = f->backend = -1;
-	for (unsigned int i = 0; i < FAKE_QUEUES; i++)
-		f->q[i].kick = f->q[i].call = -1;
-	pthread_mutex_init(&f->lock, NULL);
 	f->in_balloon = calloc(FAKE_MAX_PFN, 1);
-	f->elem = malloc(sizeof(*f->elem));
-	snprintf(f->path, sizeof(f->path), "/tmp/test-viomb-%d-%s.sock", (int)getpid(), tag);
-	unlink(f->path);
-	strcpy(sa.sun_path, f->path);
-	f->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (!f->in_balloon || !f->elem || f->lfd < 0 ||
-	    bind(f->lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(f->lfd, 1) < 0)
+	if (!f->in_balloon)
 		return -1;
-	return pthread_create(&f->thread, NULL, fake_thread, f) ? -1 : 0;
+	f->fk.features = TEST_FAKE_FEATURES | f->offered;
+	f->fk.protocol_features = (1ull << VU_PF_REPLY_ACK) | (1ull << VU_PF_CONFIG);
+	if (!f->no_backend_channel)
+		f->fk.protocol_features |= 1ull << VU_PF_BACKEND_REQ;
+	f->fk.nqueues = FAKE_QUEUES;
+	f->fk.ops = &fake_ops;
+	f->fk.opaque = f;
+	snprintf(path, sizeof(path), "/tmp/test-viomb-%d-%s.sock", (int)getpid(), tag);
+	return test_fake_start(&f->fk, path);
 }
 
 static void fake_stop(struct fake *f)
 {
-	atomic_store(&f->quit, true);
-	pthread_join(f->thread, NULL);
-	for (unsigned int i = 0; i < FAKE_QUEUES; i++) {
-		if (f->q[i].kick >= 0)
-			close(f->q[i].kick);
-		if (f->q[i].call >= 0)
-			close(f->q[i].call);
-	}
-	for (unsigned int i = 0; i < VU_MEM_TABLE_MAX; i++)
-		if (f->maps[i])
-			munmap(f->maps[i], f->map_len[i]);
-	if (f->backend >= 0)
-		close(f->backend);
-	if (f->sock >= 0)
-		close(f->sock);
-	close(f->lfd);
-	unlink(f->path);
+	test_fake_stop(&f->fk);
 	free(f->in_balloon);
-	free(f->elem);
-	pthread_mutex_destroy(&f->lock);
+	f->in_balloon = NULL;
 }
 
 /* Sets num_pages and, with a channel, announces it (CONFIG_CHANGE_MSG). */
 static void fake_set_target(struct fake *f, uint32_t pages)
 {
-	pthread_mutex_lock(&f->lock);
+	int backend;
+
+	pthread_mutex_lock(&f->fk.lock);
 	f->num_pages = pages;
-	pthread_mutex_unlock(&f->lock);
-	if (f->backend >= 0)
-		viod_fe_msg_send(f->backend, VU_BACKEND_CONFIG_CHANGE_MSG,
+	backend = f->fk.backend;
+	pthread_mutex_unlock(&f->fk.lock);
+	if (backend >= 0)
+		viod_fe_msg_send(backend, VU_BACKEND_CONFIG_CHANGE_MSG,
 				 VU_FLAG_VERSION, 0, NULL, 0, NULL, 0);
 }
 
@@ -540,9 +373,9 @@ static unsigned int fake_stats_bufs_when(struct fake *f, unsigned int n)
 	unsigned int got;
 
 	for (;;) {
-		pthread_mutex_lock(&f->lock);
+		pthread_mutex_lock(&f->fk.lock);
 		got = f->stats_bufs;
-		pthread_mutex_unlock(&f->lock);
+		pthread_mutex_unlock(&f->fk.lock);
 		if (got >= n || now_ms() >= end)
 			return got;
 		usleep(1000);
@@ -565,7 +398,7 @@ static int attach(struct fake *f, struct viod_fe *fe, struct viomb *sc,
 	f->fe = fe;
 	if (fake_start(f, tag) < 0)
 		return -1;
-	r = viod_fe_connect(fe, f->path);
+	r = viod_fe_connect(fe, f->fk.path);
 	if (r < 0)
 		return r;
 	viomb_opts_init(&o);
@@ -608,23 +441,23 @@ static void test_full(void)
 	ok(sc.must_tell_host && sc.deflate_on_oom, "features negotiated");
 	is(sc.q_stats, 2, "statsq is queue 2");
 	is(sc.q_report, -1, "no reporting queue (not wanted)");
-	ok(!(f.acked >> VIOMB_F_PAGE_REPORTING & 1), "reporting not acked");
+	ok(!(f.fk.acked >> VIOMB_F_PAGE_REPORTING & 1), "reporting not acked");
 	is(viomb_npages(&sc), 0, "npages 0 at start");
 	is(viomb_actual(&sc), 0, "actual 0 at start");
 
 	/* The stats buffer arrives filled at attach. */
 	fake_stats_bufs_when(&f, 1);
-	pthread_mutex_lock(&f.lock);
+	pthread_mutex_lock(&f.fk.lock);
 	is(f.stats_bufs, 1, "one stats buffer posted at attach");
 	is(f.stats_entries, VIOMB_S_NR, "ten stat entries");
 	is(f.stat_val[VIOMB_S_MEMTOT], fe.mem_size, "MEMTOT is guest memory");
 	is(f.stat_val[VIOMB_S_MEMFREE], pool * 4096, "MEMFREE is the free pool");
-	pthread_mutex_unlock(&f.lock);
+	pthread_mutex_unlock(&f.fk.lock);
 
 	fake_set_target(&f, 1000);
 	got = step_until_reached(&sc, 1000);
 	ok(got, "inflated to 1000 pages");
-	pthread_mutex_lock(&f.lock);
+	pthread_mutex_lock(&f.fk.lock);
 	is(f.balloon_pages, 1000, "device holds 1000 pages");
 	is(f.actual, 1000, "device's actual is 1000");
 	is(f.inflate_reqs, 4, "in four requests");
@@ -632,7 +465,7 @@ static void test_full(void)
 	is(f.errors, 0, "every PFN in guest memory, none twice");
 	is(f.actual_bad, 0, "actual written after each use, equal to the balloon");
 	is(f.actual_writes, 4, "actual written once per request");
-	pthread_mutex_unlock(&f.lock);
+	pthread_mutex_unlock(&f.fk.lock);
 	is(viod_fe_pool_free(&fe), pool - 1000, "pool gave 1000 pages");
 	ok(sc.st.config_changes >= 1, "config change seen on the back-end channel");
 
@@ -644,21 +477,21 @@ static void test_full(void)
 		viomb_step(&sc, 50);
 	is(sc.st.stats_served, served + 1, "stats buffer re-posted when used");
 	fake_stats_bufs_when(&f, 2);
-	pthread_mutex_lock(&f.lock);
+	pthread_mutex_lock(&f.fk.lock);
 	is(f.stats_bufs, 2, "device got the second buffer");
 	is(f.stat_val[VIOMB_S_MEMFREE], (pool - 1000) * 4096, "MEMFREE follows the balloon");
-	pthread_mutex_unlock(&f.lock);
+	pthread_mutex_unlock(&f.fk.lock);
 
 	/* Deflate with MUST_TELL_HOST: checked by the fake on arrival. */
 	fake_set_target(&f, 300);
 	ok(step_until_reached(&sc, 300), "deflated to 300 pages");
-	pthread_mutex_lock(&f.lock);
+	pthread_mutex_lock(&f.fk.lock);
 	is(f.balloon_pages, 300, "device holds 300 pages");
 	is(f.deflate_reqs, 3, "in three requests");
 	is(f.order_bad, 0, "no page back in the pool before the device's ack");
 	is(f.errors, 0, "deflated pages were all inflated");
 	is(f.actual_bad, 0, "actual consistent");
-	pthread_mutex_unlock(&f.lock);
+	pthread_mutex_unlock(&f.fk.lock);
 	is(viod_fe_pool_free(&fe), pool - 300, "pages back in the pool");
 
 	/* Config is untrusted: more than guest memory is clamped. */
@@ -667,9 +500,9 @@ static void test_full(void)
 	is(viod_fe_pool_free(&fe), 0, "whole pool in the balloon");
 	ok(sc.st.clamped > 0, "clamping counted");
 	is(sc.npages_raw, 0xfffffff0u, "device's num_pages kept apart");
-	pthread_mutex_lock(&f.lock);
+	pthread_mutex_lock(&f.fk.lock);
 	is(f.errors, 0, "no bad PFN at the edge of memory");
-	pthread_mutex_unlock(&f.lock);
+	pthread_mutex_unlock(&f.fk.lock);
 
 	/* DEFLATE_ON_OOM: give pages back, hold until the target changes. */
 	fake_set_target(&f, 512);
@@ -682,10 +515,10 @@ static void test_full(void)
 	is(viomb_actual(&sc), 412, "no re-inflation while held");
 	fake_set_target(&f, 600);
 	ok(step_until_reached(&sc, 600), "a new target lifts the hold");
-	pthread_mutex_lock(&f.lock);
+	pthread_mutex_lock(&f.fk.lock);
 	is(f.order_bad, 0, "MUST_TELL_HOST order kept throughout");
 	is(f.balloon_pages, 600, "device holds 600");
-	pthread_mutex_unlock(&f.lock);
+	pthread_mutex_unlock(&f.fk.lock);
 
 	fake_set_target(&f, 0);
 	ok(step_until_reached(&sc, 0), "deflated to 0");
@@ -714,11 +547,11 @@ static void test_plain(void)
 	ok(step_until_reached(&sc, 700), "target followed by polling config");
 	fake_set_target(&f, 100);
 	ok(step_until_reached(&sc, 100), "deflated to 100");
-	pthread_mutex_lock(&f.lock);
+	pthread_mutex_lock(&f.fk.lock);
 	is(f.order_bad, 0, "without MUST_TELL_HOST pages were free before the ack");
 	is(f.balloon_pages, 100, "device holds 100");
 	is(f.errors, 0, "no bad PFN");
-	pthread_mutex_unlock(&f.lock);
+	pthread_mutex_unlock(&f.fk.lock);
 	is(viomb_oom(&sc, 10), 10, "viomb_oom with DEFLATE_ON_OOM");
 	finish(&f, &fe, &sc);
 }
@@ -743,19 +576,19 @@ static void test_reporting(void)
 	for (int64_t end = now_ms() + DEADLINE_MS; sc.st.report_reqs == 0 && now_ms() < end;)
 		viomb_step(&sc, 50);
 	ok(sc.st.report_reqs > 0, "idle balloon reports free pages");
-	pthread_mutex_lock(&f.lock);
+	pthread_mutex_lock(&f.fk.lock);
 	is(f.reporting_queue, 2, "reports arrive on queue 2");
 	is(f.report_bad, 0, "reported ranges writable and held by the driver");
 	ok(f.reported_bytes >= VIOMB_DEFAULT_REPORT_MIN * 4096ull,
 	   "reported %llu bytes", (unsigned long long)f.reported_bytes);
-	pthread_mutex_unlock(&f.lock);
+	pthread_mutex_unlock(&f.fk.lock);
 	is(viod_fe_pool_free(&fe), viod_fe_pool_pages(&fe), "reported pages back in the pool");
 	ok(fe.pool.nreported > 0, "and marked reported");
 	fake_set_target(&f, 200);
 	ok(step_until_reached(&sc, 200), "inflate after reporting");
-	pthread_mutex_lock(&f.lock);
+	pthread_mutex_lock(&f.fk.lock);
 	is(f.errors, 0, "no bad PFN");
-	pthread_mutex_unlock(&f.lock);
+	pthread_mutex_unlock(&f.fk.lock);
 	finish(&f, &fe, &sc);
 }
 
