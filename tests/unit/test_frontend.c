@@ -20,7 +20,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -29,13 +28,12 @@
 #include <unistd.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <linux/virtio_config.h>
 #include <linux/virtio_ring.h>
 
 #include "guest/frontend.h"
+#include "fake-backend.h"
 #include "support.h"
 #include "tap.h"
 
@@ -47,38 +45,15 @@ enum inf_mode {
 	INF_NOTREG, INF_BADSIZE,
 };
 
-struct fk_q {
-	uint32_t num;
-	struct vhost_vring_addr addr;
-	uint16_t base;
-	int kick, call;
-	bool running;
-	struct viod_vq vq;
-};
-
 struct fake {
-	/* Script. */
-	uint64_t pf;                   /* protocol features offered */
-	atomic_int inf_mode;
-	atomic_bool no_event_idx;      /* do not offer EVENT_IDX */
+	atomic_int inf_mode;           /* script: enum inf_mode */
 
-	char path[108];
-	int lfd, sock;
-	pthread_t thread;
-	atomic_bool quit;
+	struct test_fake fk;
 
-	/* Below: the fake thread's, read by the test under lock. */
-	pthread_mutex_t lock;
-	unsigned int conn;             /* connections accepted */
+	/* Below: the fake thread's, read by the test under fk.lock. */
 	uint32_t log[FK_LOG];          /* requests in arrival order */
 	unsigned int log_conn[FK_LOG]; /* on which connection */
 	unsigned int nlog;
-	uint64_t acked;
-	struct viod_mem mem;
-	void *maps[VU_MEM_TABLE_MAX];
-	size_t map_len[VU_MEM_TABLE_MAX];
-	struct fk_q q[FK_QUEUES];
-	struct viod_vq_elem *elem;
 
 	int inflight_fd;               /* the last good region handed out */
 	ino_t inflight_ino;
@@ -96,33 +71,6 @@ static ino_t fd_ino(int fd)
 	struct stat st;
 
 	return fstat(fd, &st) == 0 ? st.st_ino : 0;
-}
-
-static void fake_reply(struct fake *f, uint32_t req, const void *p, uint32_t size,
-		       const int *fds, unsigned int nfds)
-{
-	viod_fe_msg_send(f->sock, req, VU_FLAG_VERSION | VU_FLAG_REPLY, size, p, size,
-			 fds, nfds);
-}
-
-/* Forgets the previous connection's rings and memory (a restarted back-end). */
-static void fake_conn_reset(struct fake *f)
-{
-	for (unsigned int i = 0; i < FK_QUEUES; i++) {
-		if (f->q[i].kick >= 0)
-			close(f->q[i].kick);
-		if (f->q[i].call >= 0)
-			close(f->q[i].call);
-		memset(&f->q[i], 0, sizeof(f->q[i]));
-		f->q[i].kick = f->q[i].call = -1;
-	}
-	for (unsigned int i = 0; i < VU_MEM_TABLE_MAX; i++) {
-		if (f->maps[i])
-			munmap(f->maps[i], f->map_len[i]);
-		f->maps[i] = NULL;
-	}
-	f->mem.nregions = 0;
-	f->acked = 0;
 }
 
 /* Answers GET_INFLIGHT_FD as the script says. */
@@ -191,7 +139,7 @@ static void fake_get_inflight(struct fake *f, const struct viod_vu_msg *m)
 			munmap(p, need);
 		}
 	}
-	fake_reply(f, m->hdr.request, &d, size, fds, nfds);
+	test_fake_reply(&f->fk, m->hdr.request, &d, size, fds, nfds);
 	if (mode == INF_GOOD) {
 		if (f->inflight_fd >= 0)
 			close(f->inflight_fd);
@@ -204,163 +152,58 @@ static void fake_get_inflight(struct fake *f, const struct viod_vu_msg *m)
 			close(fds[i]);
 }
 
-/* Handles one front-end message; false when the connection is gone. */
-static bool fake_msg(struct fake *f)
+/* Logs every request; answers the inflight ones. */
+static enum test_fake_verdict fake_msg(struct test_fake *fk, struct viod_vu_msg *m,
+				       int *fds, unsigned int *nfds)
 {
-	struct viod_vu_msg m;
-	int fds[VU_MAX_FDS];
-	unsigned int nfds = 0, qi;
-	bool ack = true;
-	uint64_t u;
+	struct fake *f = fk->opaque;
 
-	if (viod_fe_msg_recv(f->sock, &m, fds, &nfds, 1000) < 0)
-		return false;
-	pthread_mutex_lock(&f->lock);
 	if (f->nlog < FK_LOG) {
-		f->log_conn[f->nlog] = f->conn;
-		f->log[f->nlog++] = m.hdr.request;
+		f->log_conn[f->nlog] = fk->conn;
+		f->log[f->nlog++] = m->hdr.request;
 	}
-	qi = m.hdr.size >= 4 ? m.u.state.index & VU_VRING_IDX_MASK : 0;
-	if (qi >= FK_QUEUES)
-		qi = 0;
-	switch (m.hdr.request) {
-	case VU_GET_FEATURES:
-		u = (1ull << VIRTIO_F_VERSION_1) | (1ull << VHOST_USER_F_PROTOCOL_FEATURES);
-		if (!atomic_load(&f->no_event_idx))
-			u |= 1ull << VIRTIO_RING_F_EVENT_IDX;
-		fake_reply(f, m.hdr.request, &u, 8, NULL, 0);
-		ack = false;
-		break;
-	case VU_GET_PROTOCOL_FEATURES:
-		fake_reply(f, m.hdr.request, &f->pf, 8, NULL, 0);
-		ack = false;
-		break;
-	case VU_SET_FEATURES:
-		f->acked = m.u.u64;
-		break;
-	case VU_SET_MEM_TABLE:
-		test_fake_map_table(&f->mem, f->maps, f->map_len, &m.u.mem, fds, nfds);
-		break;
-	case VU_SET_VRING_NUM:
-		f->q[qi].num = m.u.state.num;
-		break;
-	case VU_SET_VRING_ADDR:
-		f->q[qi].addr = m.u.addr;
-		break;
-	case VU_SET_VRING_BASE:
-		f->q[qi].base = (uint16_t)m.u.state.num;
-		break;
-	case VU_SET_VRING_CALL:
-	case VU_SET_VRING_KICK:
-		qi = m.u.u64 & VU_VRING_IDX_MASK;
-		if (nfds == 1 && qi < FK_QUEUES) {
-			int *slot = m.hdr.request == VU_SET_VRING_CALL ? &f->q[qi].call
-								   : &f->q[qi].kick;
-
-			if (*slot >= 0)
-				close(*slot);
-			*slot = fds[0];
-			nfds = 0;
-			if (m.hdr.request == VU_SET_VRING_KICK)
-				f->q[qi].running = test_fake_start_ring(
-					&f->q[qi].vq, &f->mem, f->q[qi].num, &f->q[qi].addr,
-					f->q[qi].base, f->acked);
-		}
-		break;
-	case VU_GET_VRING_BASE: {
-		struct vhost_vring_state s = { .index = qi, .num = f->q[qi].vq.last_avail };
-
-		f->q[qi].running = false;
-		fake_reply(f, m.hdr.request, &s, sizeof(s), NULL, 0);
-		ack = false;
-		break;
-	}
+	switch (m->hdr.request) {
 	case VU_GET_INFLIGHT_FD:
-		f->get_size = m.hdr.size;
-		f->get_req = m.u.inflight;
-		fake_get_inflight(f, &m);
-		ack = false;
-		break;
+		f->get_size = m->hdr.size;
+		f->get_req = m->u.inflight;
+		fake_get_inflight(f, m);
+		return TEST_FAKE_REPLIED;
 	case VU_SET_INFLIGHT_FD:
 		f->nset++;
-		f->set_size = m.hdr.size;
-		f->set_req = m.u.inflight;
-		f->set_nfds = nfds;
-		f->set_ino = nfds ? fd_ino(fds[0]) : 0;
-		break;
+		f->set_size = m->hdr.size;
+		f->set_req = m->u.inflight;
+		f->set_nfds = *nfds;
+		f->set_ino = *nfds ? fd_ino(fds[0]) : 0;
+		return TEST_FAKE_ACK;
 	default:
-		break;
+		return TEST_FAKE_PASS;
 	}
-	for (unsigned int i = 0; i < nfds; i++)
-		close(fds[i]);
-	if (ack && (m.hdr.flags & VU_FLAG_NEED_REPLY)) {
-		u = 0;
-		fake_reply(f, m.hdr.request, &u, 8, NULL, 0);
-	}
-	pthread_mutex_unlock(&f->lock);
-	return true;
 }
 
-static void *fake_thread(void *arg)
-{
-	struct fake *f = arg;
-
-	while (!atomic_load(&f->quit)) {
-		struct pollfd p = { .fd = f->lfd, .events = POLLIN };
-
-		if (poll(&p, 1, 20) <= 0)
-			continue;
-		f->sock = accept4(f->lfd, NULL, NULL, SOCK_CLOEXEC);
-		if (f->sock < 0)
-			continue;
-		pthread_mutex_lock(&f->lock);
-		f->conn++;
-		fake_conn_reset(f);
-		pthread_mutex_unlock(&f->lock);
-		while (!atomic_load(&f->quit)) {
-			p = (struct pollfd){ .fd = f->sock, .events = POLLIN };
-			if (poll(&p, 1, 20) > 0 && !fake_msg(f))
-				break;
-		}
-		close(f->sock);
-		f->sock = -1;
-	}
-	return NULL;
-}
+/* No kick hook: the test serves the rings (fake_serve) and reads kicks. */
+static const struct test_fake_ops fake_ops = { .msg = fake_msg };
 
 static int fake_start(struct fake *f, const char *tag, uint64_t pf)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	char path[108];
 
 	memset(f, 0, sizeof(*f));
-	f->pf = pf;
-	f->sock = f->inflight_fd = -1;
-	for (unsigned int i = 0; i < FK_QUEUES; i++)
-		f->q[i].kick = f->q[i].call = -1;
-	pthread_mutex_init(&f->lock, NULL);
-	f->elem = malloc(sizeof(*f->elem));
-	snprintf(f->path, sizeof(f->path), "/tmp/test-frontend-%d-%s.sock", (int)getpid(),
-		 tag);
-	unlink(f->path);
-	strcpy(sa.sun_path, f->path);
-	f->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (!f->elem || f->lfd < 0 || bind(f->lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-	    listen(f->lfd, 4) < 0)
-		return -1;
-	return pthread_create(&f->thread, NULL, fake_thread, f) ? -1 : 0;
+	f->inflight_fd = -1;
+	f->fk.features = TEST_FAKE_FEATURES;
+	f->fk.protocol_features = pf;
+	f->fk.nqueues = FK_QUEUES;
+	f->fk.ops = &fake_ops;
+	f->fk.opaque = f;
+	snprintf(path, sizeof(path), "/tmp/test-frontend-%d-%s.sock", (int)getpid(), tag);
+	return test_fake_start(&f->fk, path);
 }
 
 static void fake_stop(struct fake *f)
 {
-	atomic_store(&f->quit, true);
-	pthread_join(f->thread, NULL);
-	fake_conn_reset(f);
+	test_fake_stop(&f->fk);
 	if (f->inflight_fd >= 0)
 		close(f->inflight_fd);
-	close(f->lfd);
-	unlink(f->path);
-	free(f->elem);
-	pthread_mutex_destroy(&f->lock);
+	f->inflight_fd = -1;
 }
 
 /*
@@ -371,19 +214,19 @@ static void fake_stop(struct fake *f)
 static unsigned int fake_serve(struct fake *f, unsigned int qi, unsigned int npop,
 			       unsigned int npush)
 {
-	struct fk_q *q = &f->q[qi];
+	struct test_fake_q *q = &f->fk.q[qi];
 	unsigned int popped = 0;
 	uint64_t one = 1;
 
-	pthread_mutex_lock(&f->lock);
-	while (q->running && popped < npop && viod_vq_pop(&q->vq, f->elem) > 0) {
+	pthread_mutex_lock(&f->fk.lock);
+	while (q->running && popped < npop && viod_vq_pop(&q->vq, f->fk.elem) > 0) {
 		if (popped < npush)
-			viod_vq_push(&q->vq, f->elem->head, 4);
+			viod_vq_push(&q->vq, f->fk.elem->head, 4);
 		popped++;
 	}
 	if (npush && q->call >= 0 && write(q->call, &one, sizeof(one)) < 0)
 		perror("fake: call");
-	pthread_mutex_unlock(&f->lock);
+	pthread_mutex_unlock(&f->fk.lock);
 	return popped;
 }
 
@@ -392,13 +235,13 @@ static int log_find(struct fake *f, unsigned int conn, uint32_t req)
 {
 	int at = -1;
 
-	pthread_mutex_lock(&f->lock);
+	pthread_mutex_lock(&f->fk.lock);
 	for (unsigned int i = 0; i < f->nlog; i++)
 		if (f->log_conn[i] == conn && f->log[i] == req) {
 			at = (int)i;
 			break;
 		}
-	pthread_mutex_unlock(&f->lock);
+	pthread_mutex_unlock(&f->fk.lock);
 	return at;
 }
 
@@ -438,7 +281,7 @@ static int attach(struct fake *f, struct viod_fe *fe, const char *tag, uint64_t 
 	o.timeout_ms = 3000;
 	if (fake_start(f, tag, pf) < 0 || viod_fe_init(fe, &o) < 0)
 		return -1;
-	r = viod_fe_connect(fe, f->path);
+	r = viod_fe_connect(fe, f->fk.path);
 	if (r == 0)
 		r = viod_fe_negotiate(fe, 0);
 	if (r < 0)
@@ -499,13 +342,13 @@ static void test_get_inflight(void)
 
 	atomic_store(&f.inf_mode, INF_GOOD);
 	is(viod_fe_get_inflight(&fe, 2, 128), 0, "good reply accepted");
-	pthread_mutex_lock(&f.lock);
+	pthread_mutex_lock(&f.fk.lock);
 	is(f.get_size, VU_INFLIGHT_SIZE, "GET_INFLIGHT_FD payload is 24 bytes");
 	ok(f.get_req.num_queues == 2 && f.get_req.queue_size == 128 &&
 	   f.get_req.mmap_size == 0 && f.get_req.mmap_offset == 0,
 	   "GET_INFLIGHT_FD asks for 2 queues of 128, sizes 0");
 	first_ino = f.inflight_ino;
-	pthread_mutex_unlock(&f.lock);
+	pthread_mutex_unlock(&f.fk.lock);
 	ok(fe.inflight.fd >= 0 && fd_ino(fe.inflight.fd) == first_ino,
 	   "the region's fd is kept");
 	is(fe.inflight.size, 2 * qsz, "mmap_size kept");
@@ -521,7 +364,7 @@ static void test_get_inflight(void)
 	ok(viod_fe_inflight_queue(&fe, 2) == NULL, "queue 2: beyond the region");
 
 	is(viod_fe_set_inflight(&fe), 0, "SET_INFLIGHT_FD");
-	pthread_mutex_lock(&f.lock);
+	pthread_mutex_lock(&f.fk.lock);
 	is(f.nset, 1, "one SET_INFLIGHT_FD");
 	is(f.set_size, VU_INFLIGHT_SIZE, "its payload is 24 bytes");
 	is(f.set_nfds, 1, "with one fd");
@@ -529,7 +372,7 @@ static void test_get_inflight(void)
 	ok(f.set_req.mmap_size == 2 * qsz && f.set_req.mmap_offset == 0 &&
 	   f.set_req.num_queues == 2 && f.set_req.queue_size == 128 &&
 	   f.set_req.padding == 0, "the description the back-end gave");
-	pthread_mutex_unlock(&f.lock);
+	pthread_mutex_unlock(&f.fk.lock);
 
 	/* A second GET replaces the region; the first is released. */
 	old_fd = fe.inflight.fd;
@@ -620,14 +463,14 @@ static void test_reconnect(void)
 	}
 	is(viod_fe_kick(&fe, 0), 1, "kicked");
 	is(fake_serve(&f, 0, 2, 1), 2, "the back-end pops two chains, uses one");
-	pthread_mutex_lock(&f.lock);
-	addr1 = f.q[0].addr;
-	pthread_mutex_unlock(&f.lock);
+	pthread_mutex_lock(&f.fk.lock);
+	addr1 = f.fk.q[0].addr;
+	pthread_mutex_unlock(&f.fk.lock);
 	ino = fd_ino(fe.inflight.fd);
 	free_before = vqd->num_free;
 
 	/* The back-end is lost: reconnect without a word to it. */
-	is(viod_fe_reconnect(&fe, f.path), 0, "viod_fe_reconnect");
+	is(viod_fe_reconnect(&fe, f.fk.path), 0, "viod_fe_reconnect");
 	ok(fe.queues[0].ready && fe.queues[0].suspended, "queue 0 suspended");
 	ok(fe.queues[0].kick_fd == -1 && fe.queues[0].call_fd == -1, "its eventfds closed");
 	ok(viod_fe_vqd(&fe, 0) == vqd && vqd->num_free == free_before,
@@ -645,24 +488,24 @@ static void test_reconnect(void)
 	at_inf = log_find(&f, 2, VU_SET_INFLIGHT_FD);
 	ok(at_mem >= 0 && at_inf > at_mem, "SET_INFLIGHT_FD after the memory table (%d, %d)",
 	   at_mem, at_inf);
-	pthread_mutex_lock(&f.lock);
+	pthread_mutex_lock(&f.fk.lock);
 	ok(f.nset == 2 && f.set_ino == ino && f.set_req.num_queues == 1 &&
 	   f.set_req.queue_size == 8, "the same region, the same description");
-	pthread_mutex_unlock(&f.lock);
+	pthread_mutex_unlock(&f.fk.lock);
 
 	is(viod_fe_queue_resume(&fe, 0), 0, "queue 0 resumed");
 	at_ring = log_first_ring(&f, 2);
 	ok(at_ring > at_inf, "SET_INFLIGHT_FD before any ring (%d, %d)", at_inf, at_ring);
 	ok(!fe.queues[0].suspended && fe.queues[0].kick_fd >= 0, "queue 0 running");
-	pthread_mutex_lock(&f.lock);
-	is(f.q[0].num, 8, "SET_VRING_NUM 8");
-	ok(f.q[0].addr.desc_user_addr == addr1.desc_user_addr &&
-	   f.q[0].addr.avail_user_addr == addr1.avail_user_addr &&
-	   f.q[0].addr.used_user_addr == addr1.used_user_addr, "the same ring address");
-	is(f.q[0].base, 1, "SET_VRING_BASE: the used idx (1), not 0 or what was popped (2)");
-	ok(f.q[0].running, "the new back-end started the ring");
-	kfd = f.q[0].kick;
-	pthread_mutex_unlock(&f.lock);
+	pthread_mutex_lock(&f.fk.lock);
+	is(f.fk.q[0].num, 8, "SET_VRING_NUM 8");
+	ok(f.fk.q[0].addr.desc_user_addr == addr1.desc_user_addr &&
+	   f.fk.q[0].addr.avail_user_addr == addr1.avail_user_addr &&
+	   f.fk.q[0].addr.used_user_addr == addr1.used_user_addr, "the same ring address");
+	is(f.fk.q[0].base, 1, "SET_VRING_BASE: the used idx (1), not 0 or what was popped (2)");
+	ok(f.fk.q[0].running, "the new back-end started the ring");
+	kfd = f.fk.q[0].kick;
+	pthread_mutex_unlock(&f.fk.lock);
 	ok(kfd >= 0 && read(kfd, &kicks, sizeof(kicks)) == sizeof(kicks) && kicks >= 1,
 	   "kicked once for the chains outstanding");
 	ok(viod_fe_vqd(&fe, 0) == vqd, "the same driver-side ring");
@@ -701,8 +544,10 @@ static void test_reconnect_no_resume(void)
 	}
 	is(viod_fe_queue_setup(&fe, 0, 8), 0, "queue 0 set up");
 	is(viod_fe_queue_setup(&fe, 1, 8), 0, "queue 1 set up");
-	atomic_store(&f.no_event_idx, true);
-	is(viod_fe_reconnect(&fe, f.path), 0, "reconnect");
+	pthread_mutex_lock(&f.fk.lock);
+	f.fk.features &= ~(1ull << VIRTIO_RING_F_EVENT_IDX);   /* the next back-end's */
+	pthread_mutex_unlock(&f.fk.lock);
+	is(viod_fe_reconnect(&fe, f.fk.path), 0, "reconnect");
 	is(viod_fe_negotiate(&fe, 0), 0, "negotiate");
 	is(log_find(&f, 2, VU_SET_INFLIGHT_FD), -1, "no region, no SET_INFLIGHT_FD");
 	ok(!viod_fe_has_feature(&fe, VIRTIO_RING_F_EVENT_IDX), "EVENT_IDX not offered now");
