@@ -6,7 +6,7 @@
  * and answers the generic requests. A test plugs in what its device does
  * through struct test_fake_ops.
  *
- * Threads: the fake's thread owns everything below lock and holds lock
+ * Threads: the fake's thread owns the connection's state and holds lock
  * while it handles a message or runs a hook; the test takes lock to read
  * what the fake recorded, to change the script, or to serve a ring itself.
  * Nothing may wait for the fake while holding lock.
@@ -44,9 +44,9 @@ enum test_fake_verdict {
 
 /* Every hook runs on the fake's thread with lock held; any may be NULL. */
 struct test_fake_ops {
-	/* Sees every message first, fds[0 .. *nfds) its fds. A hook that
-	 * keeps fds sets *nfds to how many of the first it leaves to be
-	 * closed (0 keeps them all). */
+	/* Sees every message first, with its fds in fds[0 .. *nfds). Those
+	 * still there on return are closed: a hook keeps fds by lowering
+	 * *nfds (0 keeps them all). */
 	enum test_fake_verdict (*msg)(struct test_fake *f, struct viod_vu_msg *m,
 				      int *fds, unsigned int *nfds);
 	/* Writes the config space into buf (zeroed) and returns its size.
@@ -55,7 +55,8 @@ struct test_fake_ops {
 	/* Ring qi, running, was kicked (the count is read). Without it the
 	 * kick fds are left alone: the test serves rings and reads kicks. */
 	void (*kick)(struct test_fake *f, unsigned int qi);
-	/* Once a round: at least every 20 ms, and after each message or kick. */
+	/* Once a round: after the message and kicks that woke the fake, or
+	 * after 20 ms without any. */
 	void (*idle)(struct test_fake *f);
 };
 
@@ -64,7 +65,7 @@ struct test_fake_q {
 	struct vhost_vring_addr addr;
 	uint16_t base;
 	int kick, call;                /* -1: none; replaced when sent again */
-	bool running;                  /* from SET_VRING_KICK to GET_VRING_BASE */
+	bool running;                  /* SET_VRING_KICK to GET_VRING_BASE or reset */
 	struct viod_vq vq;
 };
 
@@ -78,7 +79,7 @@ struct test_fake {
 	void *opaque;                  /* the test's, for its hooks */
 
 	pthread_mutex_t lock;
-	char path[108];
+	char path[108];                /* the socket, for the front-end */
 
 	/* The fake's thread's; the test reads them under lock. */
 	unsigned int conn;             /* connections accepted */
