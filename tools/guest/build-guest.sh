@@ -4,7 +4,7 @@
 #
 # Usage: build-guest.sh
 # Output: vmlinuz and initrd.img in
-#   ${VIOD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/viod}/guest/<kernel-pkg>_<version>/
+#   ${VIOD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/viod}/guest/<kernel-pkg>_<version>_r<RECIPE>/
 # The last line on stdout is that directory; all progress goes to stderr.
 #
 # The initramfs /init mounts proc, sys and devtmpfs, loads the virtio
@@ -93,7 +93,9 @@ if [ -z "$pkg" ] || [ -z "$ver" ]; then
 	fallback "cannot resolve the kernel package of linux-image-amd64"
 fi
 
-key="${pkg}_${ver//:/%3a}"
+# The recipe is part of the key, so that branches with different recipes
+# sharing one cache do not rebuild over each other's guest.
+key="${pkg}_${ver//:/%3a}_r$RECIPE"
 dest="$cache_root/$key"
 
 if is_complete "$dest"; then
