@@ -18,7 +18,11 @@
 # on stderr. SKIPs only when QEMU or python3 is missing.
 # Environment: VIOD_QEMU (QEMU binary, default qemu-system-x86_64; stock
 # QEMU 10.0's vhost-user-blk-pci reconnects by itself, unlike its
-# vhost-user-base devices, see rng-reconnect.sh), VIOD_GUEST_TIMEOUT
+# vhost-user-base devices, see rng-reconnect.sh; not the patched build of
+# tools/build-qemu.sh, whose vhost-user-blk rings (1024 entries under
+# Linux) are larger than the queue size (128) it asks GET_INFLIGHT_FD
+# for, so that viod tracks no request in flight and the kills find none
+# to resubmit), VIOD_GUEST_TIMEOUT
 # (seconds for the whole guest run, default 120), VIOD_BLK_CRASH_BLOCKS
 # (default 120), VIOD_BLK_CRASH_KILLS (default 2), VIOD_CACHE.
 set -uo pipefail
@@ -130,6 +134,8 @@ while IFS= read -r line; do
 			# SIGKILL at a moment viod has requests in flight, read
 			# from its inflight region (kill-in-flight.py).
 			out=$(python3 "$here/kill-in-flight.py" "$pid" 1 30)
+			# It kills viod in every case but a missing region.
+			kill -KILL "$pid" 2>/dev/null
 			wait "$pid" 2>/dev/null
 			pid=""
 			nin=$(sed -n 's/^in-flight \([0-9]*\).*/\1/p' <<<"$out")
@@ -149,7 +155,7 @@ while IFS= read -r line; do
 				not_ok "kill $killed: QEMU reconnected to viod#$gen within 30 s (state $(key "$gen" state))"
 			fi
 			# QEMU hands the inflight region back as it starts the ring.
-			wait_for resubmitted "$gen" >/dev/null
+			[ "${nin:-0}" -eq 0 ] || wait_for resubmitted "$gen" >/dev/null
 			check "kill $killed: viod#$gen resubmitted the $nin requests in flight ($(resubmitted "$gen"))" \
 				[ "$(resubmitted "$gen")" = "${nin:-0}" ]
 			next_kill=$((i + kill_gap))

@@ -13,9 +13,11 @@ process (SIGSTOP), looks again once every thread has stopped, so that what
 it counts cannot move, and kills it if requests are still in flight;
 otherwise it lets it go on (SIGCONT) and watches again.
 
-Prints "in-flight N heads H,..." (N >= 1) after the kill; after the timeout
-it kills anyway and prints "in-flight 0" with exit status 3. Exit status 2
-if the process or its region cannot be found.
+Prints "in-flight N heads Q:H,..." (N >= 1) after the kill. After the
+timeout, or at once if no queue's region is set up (version 0: the
+back-end does not track its ring), it kills anyway and prints "in-flight 0
+(each queue's version and desc_num)", exit status 3. Exit status 2 if the
+process or its region cannot be found (the process is left alone).
 """
 import mmap
 import os
@@ -50,6 +52,11 @@ def in_flight(region, nqueues):
     return found
 
 
+def header(region, nqueues, q):
+    """Queue q's (version, desc_num)."""
+    return struct.unpack_from("<QHH", region, q * (len(region) // nqueues))[1:]
+
+
 def all_stopped(pid):
     for tid in os.listdir(f"/proc/{pid}/task"):
         try:
@@ -82,7 +89,10 @@ def main():
         return 2
     with open(path, "rb") as f:
         region = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
-    while time.monotonic() < deadline:
+    # No queue set up (version 0) on a running device: nothing will ever
+    # be marked in flight; kill at once.
+    tracking = any(header(region, nqueues, q)[0] for q in range(nqueues))
+    while tracking and time.monotonic() < deadline:
         if not in_flight(region, nqueues):
             # Requests stay in flight for a millisecond or more (an I/O, an
             # fdatasync): a poll every 0.2 ms sees most of them.
@@ -99,7 +109,12 @@ def main():
             return 0
         os.kill(pid, signal.SIGCONT)
     os.kill(pid, signal.SIGKILL)
-    print("in-flight 0")
+    # Say whether the back-end tracked anything at all: version 0 means
+    # it never set the region up (e.g. a ring larger than the region's
+    # queue size, which it cannot track).
+    state = " ".join("q%d: version %d desc_num %d" % ((q,) + header(region, nqueues, q))
+                     for q in range(nqueues))
+    print(f"in-flight 0 ({state})")
     return 3
 
 
