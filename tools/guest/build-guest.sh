@@ -4,12 +4,15 @@
 #
 # Usage: build-guest.sh
 # Output: vmlinuz and initrd.img in
-#   ${VIOD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/viod}/guest/<kernel-pkg>_<version>/
+#   ${VIOD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/viod}/guest/<kernel-pkg>_<version>_r<RECIPE>/
 # The last line on stdout is that directory; all progress goes to stderr.
 #
 # The initramfs /init mounts proc, sys and devtmpfs, loads the virtio
 # modules, runs /test.sh if present (run-guest.sh --script appends it),
 # prints "VIOD-GUEST-EXIT <rc>" and powers off.
+#
+# Userland beyond busybox (USERLAND: mkfs.ext4) comes from Debian packages
+# with the shared libraries it needs.
 #
 # Needs: apt-get/apt-cache, dpkg-deb, busybox-static, kmod (depmod,
 # modprobe), cpio, gzip. Downloads only through apt, from the machine's
@@ -17,10 +20,21 @@
 set -euo pipefail
 
 # Bump when the initramfs recipe changes, so stale caches are rebuilt.
-RECIPE=2
+RECIPE=3
 
 # Modules /init loads, in this order; depmod resolves their dependencies.
-MODULES=(virtio_pci virtio_rng virtio_blk virtio_net virtio_balloon)
+# ext4 (with jbd2, mbcache, crc16) for the blk tests; crc32c_generic is
+# ext4's soft dependency (crypto-crc32c), loaded first by name because
+# busybox's modprobe ignores softdeps and crc32c-intel needs SSE4.2, which
+# TCG's default CPU lacks.
+MODULES=(virtio_pci virtio_rng virtio_blk virtio_net virtio_balloon crc32c_generic ext4)
+
+# Debian packages whose programs go into the initramfs, beside busybox,
+# with the shared libraries they need (from the packages they depend on)
+# and the dynamic loader: PACKAGE:PROGRAM[,PROGRAM...], programs as paths
+# inside the package. e2fsprogs' mke2fs replaces busybox's mke2fs applet,
+# which makes no ext4.
+USERLAND=(e2fsprogs:sbin/mke2fs,sbin/mkfs.ext4,etc/mke2fs.conf)
 
 log() { printf 'build-guest: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -79,7 +93,9 @@ if [ -z "$pkg" ] || [ -z "$ver" ]; then
 	fallback "cannot resolve the kernel package of linux-image-amd64"
 fi
 
-key="${pkg}_${ver//:/%3a}"
+# The recipe is part of the key, so that branches with different recipes
+# sharing one cache do not rebuild over each other's guest.
+key="${pkg}_${ver//:/%3a}_r$RECIPE"
 dest="$cache_root/$key"
 
 if is_complete "$dest"; then
@@ -174,6 +190,62 @@ for f in modules.order modules.builtin modules.builtin.modinfo; do
 done
 depmod -b "$root" "$kver"
 
+# Userland (USERLAND): each package and the packages it depends on directly
+# are unpacked into one tree; each listed file is copied to the same path
+# in the initramfs, and for an ELF program, the shared libraries and the
+# loader that the tree's own loader resolves for it (ld.so --list, ldd's
+# mechanism), which must all come from the tree. The guest's loader finds
+# them without a cache: Debian's glibc searches /lib/<triplet> and
+# /usr/lib/<triplet> by default.
+deps_of() { # PACKAGE: its direct Depends and Pre-Depends, real packages only
+	LC_ALL=C apt-cache depends "$1" |
+		awk '$1 ~ /^\|?(Pre)?Depends:$/ && $2 !~ /^</ { print $2 }'
+}
+upkgs=()
+for entry in "${USERLAND[@]}"; do
+	p=${entry%%:*}
+	upkgs+=("$p")
+	mapfile -t -O "${#upkgs[@]}" upkgs < <(deps_of "$p")
+done
+mapfile -t upkgs < <(printf '%s\n' "${upkgs[@]}" | LC_ALL=C sort -u)
+log "downloading ${upkgs[*]}"
+mkdir "$work/udl" "$work/u"
+(cd "$work/udl" && apt-get download -q "${sandbox[@]}" "${upkgs[@]}") >&2 ||
+	fallback "cannot download ${upkgs[*]}"
+for deb in "$work"/udl/*.deb; do
+	dpkg-deb -x "$deb" "$work/u"
+done
+ul=$(cd "$work/u" && pwd)
+loader=$(find "$ul" -name 'ld-linux-x86-64.so.2' -type f -print -quit)
+[ -n "$loader" ] || die "no dynamic loader in ${upkgs[*]}"
+libpath=$ul/lib/x86_64-linux-gnu:$ul/usr/lib/x86_64-linux-gnu:$ul/lib:$ul/usr/lib
+# install_file SRC REL: SRC's content (symlinks followed) at REL in the root.
+install_file() {
+	mkdir -p "$root/$(dirname "$2")"
+	rm -f "$root/$2"
+	cp -L "$1" "$root/$2"
+}
+for entry in "${USERLAND[@]}"; do
+	IFS=, read -r -a files <<<"${entry#*:}"
+	for f in "${files[@]}"; do
+		[ -e "$ul/$f" ] || die "no $f in ${entry%%:*}"
+		mkdir -p "$root/$(dirname "$f")"
+		rm -f "$root/$f"	# a busybox applet of the same name
+		cp -P "$ul/$f" "$root/$f"
+		[ ! -L "$ul/$f" ] && [ "$(head -c 4 "$ul/$f")" = $'\x7fELF' ] || continue
+		out=$("$loader" --library-path "$libpath" --list "$ul/$f") ||
+			die "$f: the loader cannot resolve its libraries"
+		while read -r name arrow path _; do
+			[ "$arrow" = "=>" ] || continue	# linux-vdso.so.1
+			case $name:$path in
+			/*:"$ul"/*) install_file "$path" "${name#/}" ;;	# the loader
+			*:"$ul"/*) install_file "$path" "${path#"$ul"/}" ;;
+			*) die "$f: $name resolves to $path, outside ${upkgs[*]}" ;;
+			esac
+		done <<<"$out"
+	done
+done
+
 cat >"$root/init" <<'EOF'
 #!/bin/sh
 # viod guest init: see tools/guest/build-guest.sh for the contract.
@@ -201,6 +273,7 @@ sed -i "s/@MODULES@/${MODULES[*]}/" "$root/init"
 chmod 0755 "$root/init"
 
 log "modules: $(cd "$root" && find lib/modules -name '*.ko' -printf '%f\n' | sort | tr '\n' ' ')"
+log "userland: ${USERLAND[*]} (libraries from ${upkgs[*]})"
 
 mkdir "$work/out"
 (cd "$root" && find . -mindepth 1 | LC_ALL=C sort |

@@ -3,8 +3,9 @@
 # needs, and report how the guest's test ended.
 #
 # Usage: run-guest.sh --kernel PATH --initrd PATH [--script FILE]
-#          [--memory MB] [--timeout SECONDS] [--qemu BINARY] [--log FILE]
-#          [--append CMDLINE] [--host-channel PATH] -- [extra QEMU args...]
+#          [--memory MB] [--smp CPUS] [--timeout SECONDS] [--qemu BINARY]
+#          [--log FILE] [--append CMDLINE] [--host-channel PATH]
+#          -- [extra QEMU args...]
 #
 # --script FILE is appended to the initrd as /test.sh (mode 0755), in a newc
 # cpio after the given initrd; any kernel whose initramfs runs /test.sh and
@@ -27,23 +28,24 @@
 set -euo pipefail
 
 usage() {
-	sed -n '5,8s/^# \{0,1\}//p' "$0" >&2
+	sed -n '5,9s/^# \{0,1\}//p' "$0" >&2
 	exit 2
 }
 die() { printf 'run-guest: %s\n' "$*" >&2; exit 2; }
 
-kernel="" initrd="" script="" memory=256 timeout=120 qemu=qemu-system-x86_64
+kernel="" initrd="" script="" memory=256 smp=1 timeout=120 qemu=qemu-system-x86_64
 logfile="" append="console=ttyS0 panic=-1 quiet" hostch=""
 while [ $# -gt 0 ]; do
 	case $1 in
-	--kernel | --initrd | --script | --memory | --timeout | --qemu | --log | --append | \
-		--host-channel)
+	--kernel | --initrd | --script | --memory | --smp | --timeout | --qemu | --log | \
+		--append | --host-channel)
 		[ $# -ge 2 ] || die "$1 needs an argument"
 		case $1 in
 		--kernel) kernel=$2 ;;
 		--initrd) initrd=$2 ;;
 		--script) script=$2 ;;
 		--memory) memory=$2 ;;
+		--smp) smp=$2 ;;
 		--timeout) timeout=$2 ;;
 		--qemu) qemu=$2 ;;
 		--log) logfile=$2 ;;
@@ -74,6 +76,7 @@ fi
 [ -r "$initrd" ] || die "cannot read initrd $initrd"
 [ -z "$script" ] || [ -r "$script" ] || die "cannot read script $script"
 [[ $memory =~ ^[1-9][0-9]*$ ]] || die "--memory wants megabytes, got $memory"
+[[ $smp =~ ^[1-9][0-9]*$ ]] || die "--smp wants a CPU count, got $smp"
 [[ $timeout =~ ^[1-9][0-9]*$ ]] || die "--timeout wants seconds, got $timeout"
 command -v "$qemu" >/dev/null || die "$qemu not found"
 
@@ -97,7 +100,7 @@ if [ -n "$script" ]; then
 fi
 
 # shellcheck disable=SC2054 # commas are QEMU option syntax
-cmd=("$qemu" -accel tcg -smp 1 -m "$memory" -nographic -no-reboot -nodefaults
+cmd=("$qemu" -accel tcg -smp "$smp" -m "$memory" -nographic -no-reboot -nodefaults
 	-serial stdio
 	-object "memory-backend-memfd,id=mem,size=${memory}M,share=on"
 	-machine q35,memory-backend=mem
