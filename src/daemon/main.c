@@ -79,6 +79,10 @@ int main(int argc, char **argv)
 		"  balloon  options: must-tell-host, stats, deflate-on-oom, reporting\n"
 		"           (on|off, all on by default), stats-interval=SECONDS (5),\n"
 		"           target=PAGES (initial balloon size)\n"
+		"  blk      options: path=IMAGE or backend=null,size=SIZE; read-only=on,\n"
+		"           serial=STR, logical-block-size=N, physical-block-size=N,\n"
+		"           num-queues=N, direct=auto|on|off, cache=writeback|writethrough,\n"
+		"           discard=on|off\n"
 		"  rng      options: max-bytes=N, period=MS\n"
 		"Example: viod --device rng,id=rng0,socket=/tmp/rng0.sock");
 	g_option_context_add_main_entries(ctx, entries, NULL);

@@ -209,8 +209,18 @@ int viod_inflight_ring_start(struct viod_vring *vr)
 	struct recover r = { .vr = vr };
 
 	vr->ifq = NULL;
-	if (!inf->region || vr->idx >= inf->num_queues || vr->num > inf->queue_size)
+	if (!inf->region)
 		return 0;
+	/* A ring the region has no room for runs untracked: refusing it
+	 * would stop the guest's disk, but a crash then loses what was in
+	 * flight, so say so (QEMU 10.0.13's vhost-user-blk sizes the region
+	 * for 128 entries and then sets up larger rings). */
+	if (vr->idx >= inf->num_queues || vr->num > inf->queue_size) {
+		viod_dev_warn(vr->dev, "queue %u: the inflight region holds %u queues of %u "
+			      "entries, the ring has %u: requests on it are not tracked",
+			      vr->idx, inf->num_queues, inf->queue_size, vr->num);
+		return 0;
+	}
 	r.q = (struct viod_inflight_queue *)(inf->region + (size_t)vr->idx *
 					     viod_inflight_queue_size(inf->queue_size));
 	if (viod_guard_run(recover_guarded, &r) < 0) {
