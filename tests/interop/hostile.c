@@ -574,7 +574,7 @@ static void blk_attacks(void)
 		{ "discard with 17 segments", VIRTIO_BLK_T_DISCARD, 0, 16, 17 * 16, false, false, VIRTIO_BLK_S_UNSUPP },
 		{ "discard with a partial segment", VIRTIO_BLK_T_DISCARD, 0, 16, 20, false, false, VIRTIO_BLK_S_UNSUPP },
 	};
-	uint8_t junk[17 * 16], status = 0;
+	uint8_t junk[1024], status = 0;
 	struct viod_fe fe;
 	size_t len0 = 0, len1 = 0;
 	g_autofree char *before = image_contents(&len0);
