@@ -10,8 +10,8 @@
 #
 # Usage: bench/blk.sh [BUILD_DIR]
 # Environment: BENCH_SECONDS (per run, default 3), BENCH_IMAGE_MB (default
-# 1024), BENCH_WORKERS (viod's workers, default 2), BENCH_DIR (where the
-# image lives, default a directory under /var/tmp: not tmpfs, so O_DIRECT
+# 1024), BENCH_WORKERS (viod's workers, default 1: on 2 CPUs the client
+# takes the other), BENCH_DIR (where the image lives, default a directory under /var/tmp: not tmpfs, so O_DIRECT
 # works), BENCH_BACKENDS ("file null").
 # Targets: at QD32 viod >= 1.3x qsd's IOPS; at QD1 viod's p99 <= qsd's.
 set -euo pipefail
@@ -20,7 +20,7 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$top/build}
 secs=${BENCH_SECONDS:-3}
 image_mb=${BENCH_IMAGE_MB:-1024}
-workers=${BENCH_WORKERS:-2}
+workers=${BENCH_WORKERS:-1}
 backends=${BENCH_BACKENDS:-file null}
 qsd=${QSD:-qemu-storage-daemon}
 viod=$build/viod
