@@ -112,7 +112,6 @@ struct blk_req {
 	uint64_t moved;           /* data bytes transferred */
 	unsigned int ops;         /* operations of this request in flight */
 	struct { uint64_t off, len; } seg[BLK_MAX_DISCARD_SEG]; /* discard / write-zeroes */
-	uint32_t used;            /* used length when it completes */
 };
 
 /* blk-io.c */
