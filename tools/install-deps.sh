@@ -27,7 +27,8 @@ fi
 
 pkgs=(build-essential pkg-config clang llvm libclang-rt-14-dev
       libglib2.0-dev libjson-glib-dev liburing-dev linux-libc-dev
-      busybox-static kmod cpio python3 python3-jsonschema ninja-build bc)
+      busybox-static kmod cpio python3 python3-jsonschema ninja-build bc
+      dpdk-dev iproute2)
 bp_pkgs=(meson qemu-system-x86 qemu-utils qemu-block-extra)
 
 missing=()
