@@ -4,7 +4,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "util/size.h"
+#include "util/parse.h"
 #include "vhost/vhost.h"
 
 /* Options every device takes; the rest are the device type's. */

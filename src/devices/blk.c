@@ -35,7 +35,7 @@
 
 #include "store/store.h"
 #include "vhost/proto.h"
-#include "util/size.h"
+#include "util/parse.h"
 
 /* QEMU's vhost-user-blk reads config space with its own headers' size,
  * which include the zoned fields (virtio 1.3); they read as zero. */
@@ -56,21 +56,6 @@ static const char *const kind_names[BLK_K_MAX] = {
 	[BLK_K_GET_ID] = "get-id", [BLK_K_DISCARD] = "discard",
 	[BLK_K_WRITE_ZEROES] = "write-zeroes", [BLK_K_UNSUPPORTED] = "unsupported",
 };
-
-static bool parse_bool(const char *value, bool *out, GError **err)
-{
-	if (!g_strcmp0(value, "on") || !g_strcmp0(value, "true") || !g_strcmp0(value, "1")) {
-		*out = true;
-		return true;
-	}
-	if (!g_strcmp0(value, "off") || !g_strcmp0(value, "false") || !g_strcmp0(value, "0")) {
-		*out = false;
-		return true;
-	}
-	g_set_error(err, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
-		    "expected on or off, not '%s'", value);
-	return false;
-}
 
 static bool parse_block_size(const char *value, uint32_t *out, GError **err)
 {
@@ -107,7 +92,7 @@ static int blk_set_option(struct viod_dev *dev, const char *key, const char *val
 		if (!viod_parse_size(value, &b->null_size, err))
 			return -EINVAL;
 	} else if (!g_strcmp0(key, "read-only")) {
-		if (!parse_bool(value, &b->read_only, err))
+		if (!viod_parse_bool(value, &b->read_only, err))
 			return -EINVAL;
 	} else if (!g_strcmp0(key, "serial")) {
 		if (strlen(value) > VIRTIO_BLK_ID_BYTES) {
@@ -132,7 +117,7 @@ static int blk_set_option(struct viod_dev *dev, const char *key, const char *val
 
 		if (!g_strcmp0(value, "auto"))
 			b->direct = BLK_DIRECT_AUTO;
-		else if (parse_bool(value, &on, err))
+		else if (viod_parse_bool(value, &on, err))
 			b->direct = on ? BLK_DIRECT_ON : BLK_DIRECT_OFF;
 		else
 			return -EINVAL;
@@ -146,7 +131,7 @@ static int blk_set_option(struct viod_dev *dev, const char *key, const char *val
 	} else if (!g_strcmp0(key, "discard")) {
 		bool on;
 
-		if (!parse_bool(value, &on, err))
+		if (!viod_parse_bool(value, &on, err))
 			return -EINVAL;
 		b->no_discard = !on;
 	} else {

@@ -1,4 +1,4 @@
-#include "util/size.h"
+#include "util/parse.h"
 
 #include <string.h>
 
@@ -24,4 +24,19 @@ gboolean viod_parse_size(const char *s, guint64 *out, GError **err)
 		return FALSE;
 	*out = v << shift;
 	return TRUE;
+}
+
+gboolean viod_parse_bool(const char *s, bool *out, GError **err)
+{
+	if (!g_strcmp0(s, "on") || !g_strcmp0(s, "true") || !g_strcmp0(s, "1")) {
+		*out = true;
+		return TRUE;
+	}
+	if (!g_strcmp0(s, "off") || !g_strcmp0(s, "false") || !g_strcmp0(s, "0")) {
+		*out = false;
+		return TRUE;
+	}
+	g_set_error(err, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+		    "expected on or off, not '%s'", s ? s : "");
+	return FALSE;
 }
