@@ -176,7 +176,8 @@ int viod_memtable_remove(struct viod_memtable *t, const struct viod_vu_region *v
 
 void viod_memtable_ref(struct viod_memtable *t)
 {
-	atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed);
+	if (t)
+		atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed);
 }
 
 void viod_memtable_unref(struct viod_memtable *t)

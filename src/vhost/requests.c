@@ -88,7 +88,24 @@ static int set_protocol_features(struct viod_dev *dev, struct viod_vu_msg *m, in
 
 static int get_queue_num(struct viod_dev *dev, struct viod_vu_msg *m, int *fds)
 {
-	return reply_u64(dev, m, dev->num_queues);
+	return reply_u64(dev, m, dev->ops->queue_num ? dev->ops->queue_num(dev) :
+			 dev->num_queues);
+}
+
+/* The MAC travels in the first 6 bytes of the u64 payload. */
+static int send_rarp(struct viod_dev *dev, struct viod_vu_msg *m, int *fds)
+{
+	uint8_t mac[6];
+
+	if (!dev->ops->send_rarp)
+		return -ENOTSUP;
+	memcpy(mac, &m->u.u64, sizeof(mac));
+	return dev->ops->send_rarp(dev, mac);
+}
+
+static int net_set_mtu(struct viod_dev *dev, struct viod_vu_msg *m, int *fds)
+{
+	return dev->ops->set_mtu ? dev->ops->set_mtu(dev, m->u.u64) : -ENOTSUP;
 }
 
 static int set_backend_req_fd(struct viod_dev *dev, struct viod_vu_msg *m, int *fds)
@@ -203,8 +220,10 @@ static void rings_remap(struct viod_dev *dev)
 	for (unsigned int q = 0; q < VIOD_MAX_VRINGS; q++) {
 		struct viod_vring *vr = dev->vrings[q];
 
-		if (vr)
+		if (vr) {
+			viod_vring_mem_switch(vr);
 			viod_vring_map(vr, vr->state == RING_STOPPED);
+		}
 	}
 }
 
@@ -516,6 +535,9 @@ static int reset_conn(struct viod_dev *dev, struct viod_cmd *cmd)
 
 		dev->mt = NULL;
 		atomic_store(&dev->mem_bytes, 0);
+		for (unsigned int q = 0; q < VIOD_MAX_VRINGS; q++)
+			if (dev->vrings[q])
+				viod_vring_mem_switch(dev->vrings[q]);
 		if (dev->ops->mem_changed)
 			dev->ops->mem_changed(dev);
 		viod_memtable_unref(old);
@@ -561,6 +583,10 @@ static const struct request requests[VU_REQUEST_MAX] = {
 		.ctl = get_queue_num },
 	[VU_SET_VRING_ENABLE] = { R(SZ_EXACT, 8, FD_NONE, IDX_STATE, -1, false),
 		.dp = set_vring_enable },
+	[VU_SEND_RARP] = { R(SZ_EXACT, 8, FD_NONE, IDX_NONE, VU_PF_RARP, false),
+		.ctl = send_rarp },
+	[VU_NET_SET_MTU] = { R(SZ_EXACT, 8, FD_NONE, IDX_NONE, VU_PF_NET_MTU, false),
+		.ctl = net_set_mtu },
 	[VU_SET_BACKEND_REQ_FD] = { R(SZ_EXACT, 0, FD_ONE, IDX_NONE, VU_PF_BACKEND_REQ, false),
 		.ctl = set_backend_req_fd },
 	[VU_GET_CONFIG] = { R(SZ_CONFIG, 0, FD_NONE, IDX_NONE, VU_PF_CONFIG, true),

@@ -66,13 +66,16 @@ static void pool_reset(struct viod_vring *vr)
 	for (unsigned int i = 0; i < vr->nslots; i++) {
 		struct viod_req_slot *s = &vr->slots[i];
 
-		if (s->busy)
+		if (s->busy && s->mt_owned)
 			viod_memtable_unref(s->mt);
-		s->busy = false;
+		s->busy = s->mt_owned = false;
 		s->mt = NULL;
 		s->next_free = i + 1 < vr->nslots ? i + 1 : SLOT_NONE;
 	}
 	vr->free_head = vr->nslots ? 0 : SLOT_NONE;
+	viod_memtable_unref(vr->mt_cache);
+	vr->mt_cache = NULL;
+	vr->mt_users = 0;
 	vr->held = 0;
 	atomic_store_explicit(&vr->held_pub, 0, memory_order_relaxed);
 	vr->filled = 0;
@@ -360,8 +363,11 @@ struct viod_req *viod_queue_pop(struct viod_queue *q)
 	atomic_store_explicit(&vr->held_pub, vr->held, memory_order_relaxed);
 	s->busy = true;
 	s->gen = vr->gen;
-	s->mt = vr->dev->mt;
-	viod_memtable_ref(s->mt);
+	if (vr->mt_cache != vr->dev->mt)
+		viod_vring_mem_switch(vr);
+	s->mt = vr->mt_cache;
+	s->mt_owned = false;
+	vr->mt_users++;
 	s->req.head = c.head;
 	s->req.out_num = c.out_num;
 	s->req.in_num = c.in_num;
@@ -373,10 +379,33 @@ struct viod_req *viod_queue_pop(struct viod_queue *q)
 	return &s->req;
 }
 
+void viod_vring_mem_switch(struct viod_vring *vr)
+{
+	if (vr->mt_cache == vr->dev->mt)
+		return;
+	for (unsigned int i = 0; i < vr->nslots && vr->mt_users; i++) {
+		struct viod_req_slot *s = &vr->slots[i];
+
+		if (s->busy && !s->mt_owned) {
+			viod_memtable_ref(s->mt);
+			s->mt_owned = true;
+			vr->mt_users--;
+		}
+	}
+	viod_memtable_unref(vr->mt_cache);
+	vr->mt_cache = vr->dev->mt;
+	viod_memtable_ref(vr->mt_cache);
+	vr->mt_users = 0;
+}
+
 static void slot_release(struct viod_vring *vr, struct viod_req_slot *s)
 {
-	viod_memtable_unref(s->mt);
+	if (s->mt_owned)
+		viod_memtable_unref(s->mt);
+	else
+		vr->mt_users--;
 	s->mt = NULL;
+	s->mt_owned = false;
 	s->busy = false;
 	s->next_free = vr->free_head;
 	vr->free_head = (unsigned int)(s - vr->slots);
@@ -416,8 +445,14 @@ void viod_queue_complete(struct viod_queue *q, struct viod_req *r, uint32_t len)
 		viod_vq_fill(&vr->vq, r->head, len, vr->filled);
 		vr->batch[vr->filled++] = r->head;
 		viod_inflight_fill(vr, r->head);
-		atomic_fetch_add_explicit(&vr->requests, 1, memory_order_relaxed);
-		atomic_fetch_add_explicit(&vr->bytes, r->out_len + len, memory_order_relaxed);
+		/* Only this worker writes them: no locked instruction. */
+		atomic_store_explicit(&vr->requests,
+				      atomic_load_explicit(&vr->requests, memory_order_relaxed) + 1,
+				      memory_order_relaxed);
+		atomic_store_explicit(&vr->bytes,
+				      atomic_load_explicit(&vr->bytes, memory_order_relaxed) +
+					      r->out_len + len,
+				      memory_order_relaxed);
 	}
 	slot_release(vr, s);
 }

@@ -121,6 +121,8 @@ struct viod_req_slot {
 	struct viod_vring *vr;
 	struct viod_memtable *mt;  /* table the request was popped under */
 	uint64_t gen;              /* ring generation at pop */
+	bool mt_owned;             /* holds its own reference to mt (else the
+				    * ring's cached one, counted in mt_users) */
 	bool busy;
 	bool resubmitted;          /* from the inflight region's list */
 	unsigned int next_free;
@@ -155,7 +157,11 @@ struct viod_vring {
 	unsigned int batch_cap;
 	struct viod_cmd *stop_cmd; /* GET_VRING_BASE waiting for held requests */
 
-	/* Request pool. */
+	/* Request pool. Requests popped under the current memory table
+	 * share the ring's one reference to it (no atomic per request); when
+	 * the table changes, the ones still held take their own. */
+	struct viod_memtable *mt_cache;
+	unsigned int mt_users;
 	struct viod_req_slot *slots;
 	unsigned int nslots, free_head, held;
 	struct iovec *iov_store;
@@ -204,6 +210,7 @@ void viod_cmd_free(struct viod_cmd *cmd);
  * completions, tap fds): fd wakes the worker, poll() reaps. */
 struct viod_source {
 	int fd;
+	bool armed;                /* watched and polled (viod_worker_source_arm) */
 	enum viod_serve (*poll)(void *opaque);
 	void *opaque;
 };
@@ -364,6 +371,8 @@ void viod_vring_map(struct viod_vring *vr, bool fresh);
 int viod_vring_start(struct viod_vring *vr);
 /* Has the device complete the requests it holds on purpose, now. */
 void viod_vring_release(struct viod_vring *vr);
+/* The memory table changed (or went): held requests keep the old one. */
+void viod_vring_mem_switch(struct viod_vring *vr);
 /* Marks the ring broken by the guest (reported once per setup). */
 void viod_vring_break(struct viod_vring *vr);
 /* Waits for the device's I/O on the held requests (queue_drain). */
