@@ -94,6 +94,15 @@ struct viod_device_ops {
 	/* After all options; may fail with *err set. */
 	int (*init)(struct viod_dev *dev, GError **err);
 	void (*fini)(struct viod_dev *dev);
+	/* What GET_QUEUE_NUM answers; default the number of queues served
+	 * (a net device answers queue pairs, as QEMU and DPDK read it). */
+	uint64_t (*queue_num)(struct viod_dev *dev);
+	/* Net requests (vhost-user.rst), control thread, with their protocol
+	 * feature (RARP, NET_MTU) in protocol_features: announce the guest's
+	 * MAC after a migration (SEND_RARP), and the MTU the front-end set
+	 * (NET_SET_MTU). 0 or -errno (answered as a failure). */
+	int (*send_rarp)(struct viod_dev *dev, const uint8_t mac[6]);
+	int (*set_mtu)(struct viod_dev *dev, uint64_t mtu);
 	/* The worker (0 .. viod_dev_workers()-1) serving queue qidx; default 0. */
 	unsigned int (*queue_worker)(struct viod_dev *dev, unsigned int qidx);
 	/* On each worker's own thread, when it starts (the device's first
@@ -209,10 +218,19 @@ void viod_dev_queue_wake(struct viod_dev *dev, unsigned int qidx);
  * while the worker spins. poll runs guarded: if guest memory faults under
  * it (a front-end shrank its memory), the rings of the worker are broken,
  * so poll must keep its own bookkeeping consistent before it touches guest
- * memory. 0, -ENOSPC (too many sources) or -errno.
+ * memory. Returns the source's id (>= 0, for viod_worker_source_arm),
+ * -ENOSPC (too many sources) or -errno.
  */
 int viod_worker_add_source(struct viod_dev *dev, int fd,
 			   enum viod_serve (*poll)(void *opaque), void *opaque);
+/*
+ * On the worker that added it: stop (armed false) or resume watching and
+ * polling source id. A source whose fd stays readable while the device
+ * cannot take its data (a tap with frames waiting and no receive buffers)
+ * is disarmed until the device can, so the worker sleeps meanwhile.
+ * Sources start armed. 0 or -errno.
+ */
+int viod_worker_source_arm(struct viod_dev *dev, int id, bool armed);
 
 /* ---- guest memory (data path) ---- */
 

@@ -245,7 +245,8 @@ static bool serve_once(struct viod_worker *w, uint64_t now, bool *polled)
 		progress |= vr->last == VIOD_SERVE_PROGRESS;
 	}
 	for (unsigned int i = 0; i < w->nsources; i++) {
-		if (poll_source(w, &w->sources[i]) != VIOD_SERVE_PROGRESS)
+		if (!w->sources[i].armed ||
+		    poll_source(w, &w->sources[i]) != VIOD_SERVE_PROGRESS)
 			continue;
 		progress = true;
 		/* A source may have completed a stopping ring's last request. */
@@ -330,9 +331,27 @@ int viod_worker_add_source(struct viod_dev *dev, int fd,
 	rc = viod_worker_watch(w, fd, TAG_SOURCE | w->nsources);
 	if (rc < 0)
 		return rc;
-	w->sources[w->nsources++] = (struct viod_source){
-		.fd = fd, .poll = poll, .opaque = opaque,
+	w->sources[w->nsources] = (struct viod_source){
+		.fd = fd, .armed = true, .poll = poll, .opaque = opaque,
 	};
+	return (int)w->nsources++;
+}
+
+int viod_worker_source_arm(struct viod_dev *dev, int id, bool armed)
+{
+	struct viod_worker *w = current_worker;
+	struct epoll_event ev = { .data.u64 = TAG_SOURCE | (uint64_t)id };
+	struct viod_source *src;
+
+	if (!w || w->dev != dev || id < 0 || (unsigned int)id >= w->nsources)
+		return -EPERM;
+	src = &w->sources[id];
+	if (src->armed == armed)
+		return 0;
+	ev.events = armed ? EPOLLIN : 0;
+	if (epoll_ctl(w->epfd, EPOLL_CTL_MOD, src->fd, &ev) < 0)
+		return -errno;
+	src->armed = armed;
 	return 0;
 }
 
