@@ -83,6 +83,9 @@ int main(int argc, char **argv)
 		"           serial=STR, logical-block-size=N, physical-block-size=N,\n"
 		"           num-queues=N, direct=auto|on|off, cache=writeback|writethrough,\n"
 		"           discard=on|off\n"
+		"  net      options: backend=switch:NAME (viod's own switch between the\n"
+		"           net devices naming it) or backend=tap:IFNAME; mac=MAC,\n"
+		"           queue-pairs=N, mtu=N (1500), offloads=on|off\n"
 		"  rng      options: max-bytes=N, period=MS\n"
 		"Example: viod --device rng,id=rng0,socket=/tmp/rng0.sock");
 	g_option_context_add_main_entries(ctx, entries, NULL);
