@@ -199,6 +199,7 @@ static void recover_guarded(void *arg)
 	vr->resubmit_pos = 0;
 	/* Each used entry and each in-flight head is one chain popped. */
 	vr->vq.last_avail = (uint16_t)(used + inuse);
+	vr->vq.avail_known = 0;
 	if (max_counter + 1 > atomic_load(&inf->counter))
 		atomic_store(&inf->counter, max_counter + 1);
 }

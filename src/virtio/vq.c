@@ -185,18 +185,24 @@ int viod_vq_pop_iov(struct viod_vq *vq, struct viod_vq_chain *c,
 
 	if (vq->broken)
 		return -EIO;
-	avail_idx = le16toh(LOAD_ACQ(&vq->avail->idx));
-	if (avail_idx == vq->last_avail)
-		return 0;
-	/* 2.7.13: the driver never makes more than num chains available. */
-	if ((uint16_t)(avail_idx - vq->last_avail) > vq->num)
-		return vq_fail(vq);
+	/* The index is shared with the driver's CPU: read it once per batch
+	 * of chains, not once per chain. */
+	if (!vq->avail_known) {
+		avail_idx = le16toh(LOAD_ACQ(&vq->avail->idx));
+		if (avail_idx == vq->last_avail)
+			return 0;
+		/* 2.7.13: the driver never makes more than num chains available. */
+		if ((uint16_t)(avail_idx - vq->last_avail) > vq->num)
+			return vq_fail(vq);
+		vq->avail_known = (uint16_t)(avail_idx - vq->last_avail);
+	}
 	head = le16toh(LOAD(&vq->avail->ring[vq->last_avail & (vq->num - 1)]));
 	if (head >= vq->num)
 		return vq_fail(vq);
 	if (vq_walk(vq, head, c, iov, cap > VIOD_VQ_MAX_IOV ? VIOD_VQ_MAX_IOV : cap) < 0)
 		return vq_fail(vq);
 	vq->last_avail++;
+	vq->avail_known--;
 	return 1;
 }
 
@@ -229,11 +235,13 @@ int viod_vq_walk_head(struct viod_vq *vq, uint16_t head, struct viod_vq_chain *c
 void viod_vq_unpop(struct viod_vq *vq)
 {
 	vq->last_avail--;
+	vq->avail_known++;
 }
 
 void viod_vq_rewind(struct viod_vq *vq, uint16_t n)
 {
 	vq->last_avail = (uint16_t)(vq->last_avail - n);
+	vq->avail_known = (uint16_t)(vq->avail_known + n);
 }
 
 void viod_vq_fill(struct viod_vq *vq, uint16_t head, uint32_t len, uint16_t off)

@@ -33,6 +33,10 @@ struct viod_vq {
 	const struct viod_mem *mem;
 	uint16_t num;
 	uint16_t last_avail;
+	uint16_t avail_known;    /* chains past last_avail seen available at
+				  * the last read of avail->idx (0: read it
+				  * again); set to 0 whenever last_avail is
+				  * set from outside */
 	uint16_t used_idx;       /* our shadow of used->idx */
 	uint16_t signalled_used; /* used idx at the last call, for EVENT_IDX */
 	bool signalled_valid;
