@@ -274,11 +274,16 @@ unsigned int viod_dev_workers(const struct viod_dev *dev)
 void viod_dev_queue_wake(struct viod_dev *dev, unsigned int qidx)
 {
 	struct viod_vring *vr = qidx < VIOD_MAX_VRINGS ? dev->vrings[qidx] : NULL;
+	struct viod_worker *w = vr ? vr->w : NULL;
 
-	if (!vr || !vr->w)
+	if (!w)
 		return;
-	atomic_store_explicit(&vr->wake, true, memory_order_release);
-	viod_worker_wake(vr->w);
+	/* Pairs with the worker's store to sleeping and its look at the wake
+	 * flags (both seq_cst): either it sees the flag or we see it asleep.
+	 * A worker that is awake needs no system call to notice. */
+	atomic_store(&vr->wake, true);
+	if (atomic_load(&w->sleeping))
+		viod_worker_wake(w);
 }
 
 void viod_dev_counters_changed(struct viod_dev *dev)

@@ -226,6 +226,7 @@ struct viod_worker {
 	int wake_fd;
 	atomic_bool stop;
 	atomic_bool park_req;
+	atomic_bool sleeping;      /* in (or about to enter) epoll_wait */
 	bool parked;               /* park_lock */
 	struct viod_vring **rings; /* served rings (the primary sets them) */
 	unsigned int nrings;

@@ -276,6 +276,15 @@ static unsigned int arm_rings(struct viod_worker *w, bool enable)
 	return pending;
 }
 
+/* After announcing sleep: a viod_dev_queue_wake() that saw us awake. */
+static bool rings_woken(struct viod_worker *w)
+{
+	for (unsigned int i = 0; i < w->nrings; i++)
+		if (atomic_load(&w->rings[i]->wake))
+			return true;
+	return false;
+}
+
 /* Milliseconds until the earliest throttle deadline (-1: none). */
 static int sleep_timeout(struct viod_worker *w, uint64_t now, bool polled)
 {
@@ -394,8 +403,15 @@ static void *worker_main(void *arg)
 			arm_rings(w, false);
 			continue;
 		}
+		atomic_store(&w->sleeping, true);
+		if (rings_woken(w)) {
+			atomic_store(&w->sleeping, false);
+			arm_rings(w, false);
+			continue;
+		}
 		t0 = viod_now_ns();
 		n = epoll_wait(w->epfd, ev, 16, sleep_timeout(w, t0, polled));
+		atomic_store(&w->sleeping, false);
 		now = viod_now_ns();
 		if (n > 0)
 			drain(w, ev, n);
