@@ -16,7 +16,8 @@
  * buffer), with it into as many chains as it needs, num_buffers telling
  * how many; a checksum the receiver did not offer to finish (no
  * GUEST_CSUM) is finished here, and a segmentation offload it did not
- * accept is dropped and counted. Used lengths are the bytes written.
+ * accept is done here (net-gso.c; what cannot be segmented is dropped and
+ * counted). Used lengths are the bytes written.
  */
 #include "devices/net.h"
 
@@ -149,7 +150,51 @@ static void csum_finish(struct net_frame *f)
 
 /* ---- receive ---- */
 
+static int rx_one(struct viod_dev *dev, struct viod_queue *q, struct net_frame *f);
+
+struct gso_ctx {
+	struct viod_dev *dev;
+	struct viod_queue *q;
+	unsigned int sent;
+};
+
+static int gso_emit(void *opaque, struct net_frame *s)
+{
+	struct gso_ctx *c = opaque;
+	int rc = rx_one(c->dev, c->q, s);
+
+	if (rc == -ENOBUFS && c->sent)
+		net_count_drop(viod_dev_priv(c->dev), viod_queue_index(c->q),
+			       NET_DROP_NO_BUFFERS);
+	c->sent += rc == 0;
+	return rc;
+}
+
 int net_rx_deliver(struct viod_dev *dev, struct viod_queue *q, struct net_frame *f)
+{
+	struct net *n = viod_dev_priv(dev);
+	uint64_t feat = atomic_load_explicit(&n->dp_features, memory_order_relaxed);
+	unsigned int qi = viod_queue_index(q), pair = qi / 2u;
+	struct gso_ctx c = { .dev = dev, .q = q };
+	int rc;
+
+	if (f->hdr.gso_type == VIRTIO_NET_HDR_GSO_NONE ||
+	    (viod_has_feature(feat, VIRTIO_NET_F_GUEST_CSUM) &&
+	     viod_has_feature(feat, f->hdr.gso_type == VIRTIO_NET_HDR_GSO_TCPV4 ?
+				    VIRTIO_NET_F_GUEST_TSO4 : VIRTIO_NET_F_GUEST_TSO6)))
+		return rx_one(dev, q, f);
+	/* The receiver did not accept this offload: segment it here. */
+	if (!n->gso_buf[pair])
+		n->gso_buf[pair] = g_malloc(NET_GSO_FRAME_MAX);
+	rc = net_gso_segment(f, n->gso_buf[pair], gso_emit, &c);
+	if (rc == -EINVAL) {
+		net_count_drop(n, qi, NET_DROP_GSO);
+		return 0;
+	}
+	return rc == -ENOBUFS ? rc : 0;
+}
+
+static int rx_one(struct viod_dev *dev, struct viod_queue *q, struct net_frame *f)
 {
 	struct net *n = viod_dev_priv(dev);
 	uint64_t feat = atomic_load_explicit(&n->dp_features, memory_order_relaxed);
@@ -161,13 +206,6 @@ int net_rx_deliver(struct viod_dev *dev, struct viod_queue *q, struct net_frame 
 	uint64_t need = hlen + f->len, have = 0, off = 0;
 	unsigned int nb = 0;
 
-	if (f->hdr.gso_type != VIRTIO_NET_HDR_GSO_NONE &&
-	    (!viod_has_feature(feat, VIRTIO_NET_F_GUEST_CSUM) ||
-	     !viod_has_feature(feat, f->hdr.gso_type == VIRTIO_NET_HDR_GSO_TCPV4 ?
-				     VIRTIO_NET_F_GUEST_TSO4 : VIRTIO_NET_F_GUEST_TSO6))) {
-		net_count_drop(n, qi, NET_DROP_GSO);
-		return 0;
-	}
 	if ((f->hdr.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) &&
 	    !viod_has_feature(feat, VIRTIO_NET_F_GUEST_CSUM)) {
 		if ((uint64_t)le16toh(f->hdr.csum_start) + le16toh(f->hdr.csum_offset) + 2 >
@@ -376,8 +414,10 @@ static void net_fini(struct viod_dev *dev)
 		net_switch_port_close(n->port);
 	if (n->tap)
 		net_tap_close(n->tap);
-	for (unsigned int i = 0; i < NET_MAX_PAIRS; i++)
+	for (unsigned int i = 0; i < NET_MAX_PAIRS; i++) {
 		g_free(n->pending[i].buf);
+		g_free(n->gso_buf[i]);
+	}
 	g_free(n->backend_name);
 }
 

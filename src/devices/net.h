@@ -49,7 +49,7 @@ enum net_drop {
 	NET_DROP_NO_BUFFERS,   /* the receiving guest's buffers cannot hold it */
 	NET_DROP_DST_FULL,     /* a switch port's queue was full (or our quota in it) */
 	NET_DROP_LINK_DOWN,    /* the receiving port has no front-end / no rx queue */
-	NET_DROP_GSO,          /* a segmentation offload the receiver cannot take */
+	NET_DROP_GSO,          /* a segmentation offload frame that cannot be segmented */
 	NET_DROP_BACKEND,      /* the back end refused it (tap write error) */
 	NET_DROP_MAX
 };
@@ -102,6 +102,8 @@ struct net {
 		uint32_t len;
 		bool full;
 	} pending[NET_MAX_PAIRS];
+	/* Per pair, worker-owned: a segment being built (net-gso.c). */
+	uint8_t *gso_buf[NET_MAX_PAIRS];
 };
 
 /* net.c: the receive side of a pair, for the back ends. */
@@ -115,6 +117,13 @@ void net_count_drop(struct net *n, unsigned int qidx, enum net_drop why);
  * features and the MTU; false: drop with *why. */
 bool net_tx_check(struct net *n, const struct virtio_net_hdr *h, uint64_t len,
 		  enum net_drop *why);
+
+/* net-gso.c: cuts a GSO_TCPV4/V6 frame into segments with complete
+ * checksums, built in seg (NET_GSO_FRAME_MAX bytes), handing each to emit;
+ * stops at the first segment emit refuses (its error is returned if it was
+ * the first). -EINVAL: not a frame this can segment. */
+int net_gso_segment(const struct net_frame *f, uint8_t *seg,
+		    int (*emit)(void *opaque, struct net_frame *s), void *opaque);
 
 /* net-switch.c */
 int net_switch_port_open(struct viod_dev *dev, const char *name, struct net_port **out,
