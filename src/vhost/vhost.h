@@ -304,6 +304,8 @@ struct viod_dev {
 	/* Commands (control -> primary) and completions (workers -> control). */
 	pthread_mutex_t cmd_lock;
 	struct viod_cmd *cmd_head, *cmd_tail;
+	atomic_bool cmd_ready;     /* set after queueing a command: the primary
+				    * looks at the list only then */
 	struct viod_cmd *done_head, *done_tail;
 
 	/* Data path: the primary owns it, others are parked while it changes. */

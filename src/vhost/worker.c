@@ -100,6 +100,7 @@ void viod_cmd_submit(struct viod_dev *dev, struct viod_cmd *cmd)
 		dev->cmd_head = cmd;
 	dev->cmd_tail = cmd;
 	pthread_mutex_unlock(&dev->cmd_lock);
+	atomic_store(&dev->cmd_ready, true);
 	viod_worker_wake(&dev->workers[0]);
 }
 
@@ -163,6 +164,9 @@ static bool run_commands(struct viod_dev *dev)
 {
 	struct viod_cmd *cmd;
 
+	/* The polling loop asks at every turn: no lock unless one came. */
+	if (!atomic_exchange(&dev->cmd_ready, false))
+		return false;
 	pthread_mutex_lock(&dev->cmd_lock);
 	cmd = dev->cmd_head;
 	dev->cmd_head = dev->cmd_tail = NULL;
@@ -389,7 +393,7 @@ static void *worker_main(void *arg)
 		now = viod_now_ns();
 		progress = serve_once(w, now, &polled);
 		if (progress) {
-			last_work = viod_now_ns();
+			last_work = now; /* one clock read per turn */
 			continue;
 		}
 		if (now - last_work < w->poll_ns) {
