@@ -23,8 +23,10 @@ static inline void fe_cpu_relax(void)
 
 static unsigned int fe_queue_limit(const struct viod_fe *fe)
 {
-	if (fe->queue_num && fe->queue_num < VIOD_FE_MAX_QUEUES)
-		return (unsigned int)fe->queue_num;
+	uint64_t unit = fe->queue_num_unit ? fe->queue_num_unit : 1;
+
+	if (fe->queue_num && fe->queue_num < VIOD_FE_MAX_QUEUES / unit)
+		return (unsigned int)(fe->queue_num * unit);
 	return VIOD_FE_MAX_QUEUES;
 }
 

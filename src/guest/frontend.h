@@ -156,6 +156,11 @@ struct viod_fe {
 	uint64_t pf_offered;
 	uint64_t pf_acked;
 	uint64_t queue_num;       /* GET_QUEUE_NUM, 0 if not asked */
+	unsigned int queue_num_unit; /* queues one unit of queue_num stands
+				   * for: 1 (viod_fe_init's), or 2 for
+				   * virtio-net, whose back-ends count queue
+				   * pairs (QEMU's net/vhost-user.c, DPDK);
+				   * a driver sets it before negotiating */
 	uint64_t max_mem_slots;   /* GET_MAX_MEM_SLOTS, 0 if not asked */
 	uint8_t status;           /* last status sent */
 	bool handshaken;          /* once-per-connection steps done */
