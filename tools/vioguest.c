@@ -1845,7 +1845,7 @@ static int net_pingpong(int argc, char **argv)
 		{ "src", 0, 0, G_OPTION_ARG_STRING, &src_s,
 		  "Source MAC (default: the device's, else 02:00:00:00:00:01)", "MAC" },
 		{ "window", 0, 0, G_OPTION_ARG_STRING, &window_s,
-		  "Frames out at once (default: what the rx rings hold)", "W" },
+		  "Frames out at once (default: what one rx ring holds)", "W" },
 		{ "timeout-ms", 0, 0, G_OPTION_ARG_INT, &timeout_ms,
 		  "Give up after T ms without a frame back (default 5000)", "T" },
 		{ NULL },
@@ -1875,13 +1875,14 @@ static int net_pingpong(int argc, char **argv)
 		die(EXIT_USAGE, "--timeout-ms: expected >= 0, got %d", timeout_ms);
 	net_attach(&fe, &sc);
 	net_src_mac(&sc, src_s, src);
-	/* As many frames out as the rx rings can take at once: a peer that
-	 * finds no rx buffer drops the frame. */
+	/* No more frames out than one rx ring can take at once: a peer that
+	 * finds no rx buffer drops the frame, and a peer may send them all
+	 * back on one queue pair. */
 	per_frame = 1;
 	if (sc.features >> VIRTIO_NET_F_MRG_RXBUF & 1)
 		per_frame = (sc.hdr_len + z.max + sc.opts.rx_buf_size - 1) / sc.opts.rx_buf_size;
 	if (!window)
-		window = (uint64_t)sc.npairs * MAX(sc.opts.queue_size / per_frame, 1u);
+		window = MAX(sc.opts.queue_size / per_frame, 1u);
 	start = now_ns();
 	while (got < count) {
 		size_t len;
