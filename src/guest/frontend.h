@@ -293,6 +293,18 @@ int viod_fe_queue_setup(struct viod_fe *fe, unsigned int idx, uint16_t num);
 struct viod_vqd *viod_fe_vqd(struct viod_fe *fe, unsigned int idx);
 
 /*
+ * Takes one used entry of queue idx for a driver whose chain cookies are
+ * slot numbers + 1: 1 with the slot (< nslots) in *slot and used.len in
+ * *len, 0 if none, -EIO (reason recorded, prefixed with who) if the
+ * queue is not set up, the ring refuses the entry (used.id not
+ * outstanding, used.len above the bytes posted: virtio/vq.h; the ring is
+ * then broken) or the cookie is no slot. Whether the slot was in use is
+ * the driver's to check.
+ */
+int viod_fe_take_slot(struct viod_fe *fe, unsigned int idx, unsigned int nslots,
+		      const char *who, unsigned int *slot, uint32_t *len);
+
+/*
  * Kicks queue idx if the device wants it: 1 kicked, 0 not needed (or the
  * queue is suspended: viod_fe_queue_resume kicks), -errno.
  */

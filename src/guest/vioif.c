@@ -283,25 +283,16 @@ int vioif_attach(struct vioif *sc, struct viod_fe *fe, const struct vioif_opts *
 
 	sc->npairs = vioif_pairs(sc);
 	sc->qp = calloc(sc->npairs, sizeof(*sc->qp));
-	if (!sc->qp) {
-		vioif_detach(sc);
-		return viod_fe_error(fe, -ENOMEM, "vioif: out of memory");
-	}
-	for (unsigned int i = 0; i < sc->npairs; i++) {
+	r = sc->qp ? 0 : viod_fe_error(fe, -ENOMEM, "vioif: out of memory");
+	for (unsigned int i = 0; r == 0 && i < sc->npairs; i++)
 		r = vioif_qp_init(sc, &sc->qp[i], i);
-		if (r < 0) {
-			vioif_detach(sc);
-			return r;
-		}
-	}
-	r = viod_fe_driver_ok(fe);
+	if (r == 0)
+		r = viod_fe_driver_ok(fe);
 	for (unsigned int i = 0; r == 0 && i < sc->npairs; i++)
 		r = vioif_rx_fill(sc, &sc->qp[i]);
-	if (r < 0) {
+	if (r < 0)
 		vioif_detach(sc);
-		return r;
-	}
-	return 0;
+	return r;
 }
 
 void vioif_detach(struct vioif *sc)
@@ -324,29 +315,22 @@ void vioif_detach(struct vioif *sc)
 /* Takes back every used tx buffer of q. 0 or -EIO (broken). */
 static int vioif_tx_reclaim(struct vioif *sc, struct vioif_queue_pair *q)
 {
-	struct viod_vqd *vqd = viod_fe_vqd(sc->fe, q->txq);
-
-	if (!vqd)
-		return vioif_broken(sc, -EIO);
 	for (;;) {
-		void *cookie;
-		uintptr_t c;
+		unsigned int s;
 		uint32_t len;
-		int r = viod_vqd_get_used(vqd, &cookie, &len);
+		int r = viod_fe_take_slot(sc->fe, q->txq, sc->opts.queue_size, "vioif",
+					  &s, &len);
 
 		if (r == 0)
 			return 0;
 		if (r < 0)
-			return vioif_broken(sc, viod_fe_error(sc->fe, -EIO,
-				"vioif: tx queue %u: device returned a bad used entry "
-				"(id not in flight or len > 0)", q->txq));
-		c = (uintptr_t)cookie;
-		if (c == 0 || c > sc->opts.queue_size || !q->tx[c - 1].busy)
+			return vioif_broken(sc, r);
+		if (!q->tx[s].busy)
 			return vioif_broken(sc, viod_fe_error(sc->fe, -EIO,
 				"vioif: tx queue %u: used entry for a slot not in flight",
 				q->txq));
-		q->tx[c - 1].busy = false;
-		q->tx_free[q->tx_nfree++] = (unsigned int)(c - 1);
+		q->tx[s].busy = false;
+		q->tx_free[q->tx_nfree++] = s;
 	}
 }
 
@@ -445,25 +429,13 @@ int vioif_tx_drain(struct vioif *sc, int timeout_ms)
 static int vioif_rx_take(struct vioif *sc, struct vioif_queue_pair *q, unsigned int *b,
 			 uint32_t *len)
 {
-	struct viod_vqd *vqd = viod_fe_vqd(sc->fe, q->rxq);
-	void *cookie;
-	uintptr_t c;
-	int r;
+	int r = viod_fe_take_slot(sc->fe, q->rxq, sc->opts.queue_size, "vioif", b, len);
 
-	if (!vqd)
-		return vioif_broken(sc, -EIO);
-	r = viod_vqd_get_used(vqd, &cookie, len);
-	if (r == 0)
-		return 0;
-	if (r < 0)
-		return vioif_broken(sc, viod_fe_error(sc->fe, -EIO,
-			"vioif: rx queue %u: device returned a bad used entry "
-			"(id not a posted buffer or len > %u)", q->rxq, sc->opts.rx_buf_size));
-	c = (uintptr_t)cookie;
-	if (c == 0 || c > sc->opts.queue_size || !q->rx[c - 1].busy)
+	if (r <= 0)
+		return r < 0 ? vioif_broken(sc, r) : 0;
+	if (!q->rx[*b].busy)
 		return vioif_broken(sc, viod_fe_error(sc->fe, -EIO,
 			"vioif: rx queue %u: used entry for a buffer not posted", q->rxq));
-	*b = (unsigned int)(c - 1);
 	q->rx[*b].busy = false;
 	q->rx_free[q->rx_nfree++] = *b;
 	q->rx_posted--;
