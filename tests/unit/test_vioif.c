@@ -54,47 +54,35 @@ struct fake {
 	unsigned int tx_intact;        /* test frames intact */
 };
 
-/* As a device does: serve, ask for kicks again, re-check. */
+/* A transmitted frame: checked, counted, completed with used.len 0 (or
+ * 1 when scripted so). */
+static uint32_t fake_tx(struct test_fake *fk, unsigned int qi, const struct viod_vq_chain *c)
+{
+	static const uint8_t zero[VIOIF_HDR_MAX];
+	struct fake *f = fk->opaque;
+	uint8_t buf[VIOIF_HDR_MAX + VIOIF_FRAME_MAX];
+	size_t n = viod_iov_to_buf(fk->elem->iov, c->out_num, 0, buf, sizeof(buf));
+
+	if (c->out_num + c->in_num != 1)
+		f->tx_chains_multi++;
+	if (n < VIOIF_HDR_MAX || memcmp(buf, zero, VIOIF_HDR_MAX) != 0)
+		f->tx_bad_hdr++;
+	else if (vioif_frame_check(buf + VIOIF_HDR_MAX, n - VIOIF_HDR_MAX, NULL))
+		f->tx_intact++;
+	f->tx_frames[qi]++;
+	return atomic_load(&f->tx_mode) == TX_LEN ? 1 : 0;
+}
+
+/* Transmit queues are served when kicked; receive queues by fake_rx. */
 static void fake_kick(struct test_fake *fk, unsigned int qi)
 {
 	struct fake *f = fk->opaque;
-	struct viod_vq *vq = &fk->q[qi].vq;
-	struct viod_vq_chain c;
-	static const uint8_t zero[VIOIF_HDR_MAX];
 
-	if (qi % 2 == 0 || atomic_load(&f->tx_mode) == TX_HOLD)
-		return;
-	do {
-		while (viod_vq_pop_iov(vq, &c, fk->elem->iov, VIOD_VQ_MAX_IOV) > 0) {
-			uint8_t buf[VIOIF_HDR_MAX + VIOIF_FRAME_MAX];
-			size_t n = viod_iov_to_buf(fk->elem->iov, c.out_num, 0, buf, sizeof(buf));
-
-			if (c.out_num + c.in_num != 1)
-				f->tx_chains_multi++;
-			if (n < VIOIF_HDR_MAX || memcmp(buf, zero, VIOIF_HDR_MAX) != 0) {
-				f->tx_bad_hdr++;
-			} else if (vioif_frame_check(buf + VIOIF_HDR_MAX, n - VIOIF_HDR_MAX,
-						     NULL)) {
-				f->tx_intact++;
-			}
-			f->tx_frames[qi]++;
-			viod_vq_push(vq, c.head, atomic_load(&f->tx_mode) == TX_LEN ? 1 : 0);
-			test_fake_call(fk, qi);
-		}
-		viod_vq_set_notify(vq, true);
-	} while (viod_vq_pending(vq) > 0);
-}
-
-static size_t fake_config(struct test_fake *fk, uint8_t buf[VU_MAX_CONFIG_SIZE])
-{
-	const struct fake *f = fk->opaque;
-
-	memcpy(buf, &f->cfg, sizeof(f->cfg));
-	return sizeof(f->cfg);
+	if (qi % 2 == 1 && atomic_load(&f->tx_mode) != TX_HOLD)
+		test_fake_serve(fk, qi, fake_tx);
 }
 
 static const struct test_fake_ops fake_ops = {
-	.config = fake_config,
 	.kick = fake_kick,
 };
 
@@ -200,39 +188,26 @@ static int fake_rx(struct fake *f, unsigned int qi, const uint8_t *frame, size_t
 	return (int)n;
 }
 
-static int fake_start(struct fake *f, const char *tag)
+/* Starts the fake (f scripted already), connects fe and attaches vioif
+ * with o (NULL: the defaults with FAKE_QSIZE entries, 300 ms timeout). */
+static int attach(struct fake *f, struct viod_fe *fe, struct vioif *sc, const char *tag,
+		  const struct vioif_opts *o)
 {
+	struct vioif_opts vo;
 	char path[108];
+	int r;
 
+	memset(sc, 0, sizeof(*sc));
 	f->fk.features = TEST_FAKE_FEATURES | f->offered;
 	f->fk.protocol_features = f->protocol;
 	f->fk.queue_num = f->queue_num;
 	f->fk.nqueues = TEST_FAKE_MAX_QUEUES;
+	f->fk.config = &f->cfg;
+	f->fk.config_size = sizeof(f->cfg);
 	f->fk.ops = &fake_ops;
 	f->fk.opaque = f;
 	snprintf(path, sizeof(path), "/tmp/test-vioif-%d-%s.sock", (int)getpid(), tag);
-	return test_fake_start(&f->fk, path);
-}
-
-/* Starts the fake (f scripted already) and attaches vioif with o (NULL:
- * the defaults with FAKE_QSIZE entries and a 300 ms timeout). */
-static int attach(struct fake *f, struct viod_fe *fe, struct vioif *sc, const char *tag,
-		  const struct vioif_opts *o)
-{
-	struct viod_fe_opts fo;
-	struct vioif_opts vo;
-	int r;
-
-	memset(sc, 0, sizeof(*sc));
-	viod_fe_opts_init(&fo);
-	fo.mem_size = 16u << 20;
-	fo.nregions = 2;
-	fo.timeout_ms = 3000;
-	if (viod_fe_init(fe, &fo) < 0)
-		return -1;
-	if (fake_start(f, tag) < 0)
-		return -1;
-	r = viod_fe_connect(fe, f->fk.path);
+	r = test_fake_connect(&f->fk, path, fe, 16u << 20, 2);
 	if (r < 0)
 		return r;
 	if (!o) {
