@@ -128,6 +128,77 @@ static int parse_or_die(GOptionContext *ctx, int *argc, char ***argv)
 	return *argc;
 }
 
+/* A command or an action of one: argv[0] is its name. */
+struct action {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+};
+
+/*
+ * Runs the action named by argv[1] of command cmd ("blk"), or prints
+ * the list (names) for --help; exits 2 for a missing or unknown one.
+ */
+static int run_action(const char *cmd, const struct action *t, size_t n,
+		      const char *names, int argc, char **argv)
+{
+	g_autofree char *name = NULL;
+
+	if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+		printf("Usage: vioguest %s ACTION [OPTIONS]\n\nActions: %s\n"
+		       "'vioguest %s ACTION --help' describes an action's options.\n",
+		       cmd, names, cmd);
+		return 0;
+	}
+	if (argc < 2)
+		die(EXIT_USAGE, "%s: missing ACTION (%s)", cmd, names);
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(argv[1], t[i].name) == 0) {
+			name = g_strdup_printf("vioguest %s %s", cmd, t[i].name);
+			argv[1] = name;
+			g_set_prgname(name);
+			return t[i].fn(argc - 1, argv + 1);
+		}
+	}
+	die(EXIT_USAGE, "%s: unknown action '%s' (%s)", cmd, argv[1], names);
+}
+
+/*
+ * Parses an action's options: the n entry sets in order (the action's
+ * own first, then those it shares; NULL sets are skipped).
+ */
+static void action_parse(const char *cmd, const char *action, const char *summary,
+			 GOptionEntry *const *sets, size_t n, int argc, char **argv)
+{
+	g_autoptr(GOptionContext) ctx = g_option_context_new(summary);
+
+	for (size_t i = 0; i < n; i++)
+		if (sets[i])
+			g_option_context_add_main_entries(ctx, sets[i], NULL);
+	if (parse_or_die(ctx, &argc, &argv) != 1)
+		die(EXIT_USAGE, "%s %s: unexpected argument '%s'", cmd, action, argv[1]);
+}
+
+/* A device feature bit and the name the command line gives it. */
+struct feature_name {
+	const char *name;
+	unsigned int bit;
+};
+
+/* The names of the bits of f in t, comma-separated, or "none". */
+static void feature_names(const struct feature_name *t, size_t n, uint64_t f,
+			  char *buf, size_t len)
+{
+	size_t used = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < n; i++)
+		if (f >> t[i].bit & 1)
+			used += (size_t)g_snprintf(buf + used, len - used, "%s%s",
+						   used ? "," : "", t[i].name);
+	if (used == 0)
+		g_strlcpy(buf, "none", len);
+}
+
 static void fe_die(struct viod_fe *fe, int r, const char *what)
 {
 	const char *why = viod_fe_strerror(fe);
@@ -173,6 +244,18 @@ static void fe_report(const struct viod_fe *fe)
 		", protocol offered 0x%" PRIx64 " acked 0x%" PRIx64,
 		fe->features_offered, fe->features_acked, fe->pf_offered,
 		fe->pf_acked);
+}
+
+/* A driver's attach result r: exits 1 on failure (naming --memory when
+ * guest memory ran out), else reports the negotiation. */
+static void attach_check(struct viod_fe *fe, int r, const char *what)
+{
+	if (r == -ENOMEM)
+		die(EXIT_RUNTIME, "%s: %s (guest memory: --memory)", what,
+		    viod_fe_strerror(fe));
+	if (r < 0)
+		fe_die(fe, r, what);
+	fe_report(fe);
 }
 
 static void fe_finish(struct viod_fe *fe)
@@ -467,10 +550,7 @@ static void on_stop_signal(int sig)
 	stop_signal = sig;
 }
 
-static const struct {
-	const char *name;
-	unsigned int bit;
-} balloon_features[] = {
+static const struct feature_name balloon_features[] = {
 	{ "must-tell-host", VIOMB_F_MUST_TELL_HOST },
 	{ "stats", VIOMB_F_STATS_VQ },
 	{ "deflate-on-oom", VIOMB_F_DEFLATE_ON_OOM },
@@ -497,19 +577,6 @@ static uint64_t parse_balloon_features(const char *list)
 		f |= 1ull << balloon_features[i].bit;
 	}
 	return f;
-}
-
-static void balloon_feature_names(uint64_t f, char *buf, size_t len)
-{
-	size_t used = 0;
-
-	buf[0] = '\0';
-	for (size_t i = 0; i < G_N_ELEMENTS(balloon_features); i++)
-		if (f & (1ull << balloon_features[i].bit))
-			used += (size_t)g_snprintf(buf + used, len - used, "%s%s",
-						   used ? "," : "", balloon_features[i].name);
-	if (used == 0)
-		g_strlcpy(buf, "none", len);
 }
 
 static int64_t now_ns(void)
@@ -647,8 +714,8 @@ static int cmd_balloon(int argc, char **argv)
 	if (r < 0)
 		fe_die(&fe, r, "viomb attach");
 	fe_report(&fe);
-	balloon_feature_names(fe.features_acked & VIOMB_FEATURES_SUPPORTED, names,
-			      sizeof(names));
+	feature_names(balloon_features, G_N_ELEMENTS(balloon_features),
+		      fe.features_acked & VIOMB_FEATURES_SUPPORTED, names, sizeof(names));
 	verbose("balloon features %s; queues inflate 0 deflate 1 stats %d reporting %d; "
 		"pool %zu pages; guest memory resident on the host: %" PRIu64 " KiB",
 		names, sc.q_stats, sc.q_report, viod_fe_pool_pages(&fe),
@@ -706,10 +773,7 @@ static GOptionEntry blk_common_entries[] = {
 	{ NULL },
 };
 
-static const struct {
-	const char *name;
-	unsigned int bit;
-} blk_features[] = {
+static const struct feature_name blk_features[] = {
 	{ "size_max", VIRTIO_BLK_F_SIZE_MAX },
 	{ "seg_max", VIRTIO_BLK_F_SEG_MAX },
 	{ "ro", VIRTIO_BLK_F_RO },
@@ -749,9 +813,7 @@ static void blk_attach(struct viod_fe *fe, struct ld *sc, int default_qd,
 {
 	struct ld_opts o;
 	char names[160];
-	size_t used = 0;
 	int qd = blk_o.qd ? blk_o.qd : default_qd;
-	int r;
 
 	if (blk_o.queues < 1 || blk_o.queues > (int)LD_MAX_QUEUES)
 		die(EXIT_USAGE, "--queues: expected 1..%u, got %d", LD_MAX_QUEUES,
@@ -788,22 +850,13 @@ static void blk_attach(struct viod_fe *fe, struct ld *sc, int default_qd,
 	o.timeout_ms = g.timeout_ms;
 
 	fe_start(fe);
-	r = ld_attach(sc, fe, &o);
-	if (r == -ENOMEM)
-		die(EXIT_RUNTIME, "ld attach: %s (guest memory: --memory)",
-		    viod_fe_strerror(fe));
-	if (r < 0)
-		fe_die(fe, r, "ld attach");
-	fe_report(fe);
-	names[0] = '\0';
-	for (size_t i = 0; i < G_N_ELEMENTS(blk_features); i++)
-		if (sc->features >> blk_features[i].bit & 1)
-			used += (size_t)g_snprintf(names + used, sizeof(names) - used, "%s%s",
-						   used ? "," : "", blk_features[i].name);
+	attach_check(fe, ld_attach(sc, fe, &o), "ld attach");
+	feature_names(blk_features, G_N_ELEMENTS(blk_features), sc->features, names,
+		      sizeof(names));
 	verbose("blk: %" PRIu64 " sectors of 512, blk_size %u, features %s; "
 		"%u of %u queues, %u requests of %u bytes each, data in segments of "
 		"%u bytes at most", sc->geo.capacity, sc->geo.blk_size,
-		used ? names : "none", sc->nqueues, sc->geo.num_queues,
+		names, sc->nqueues, sc->geo.num_queues,
 		sc->opts.queue_depth, sc->max_transfer,
 		sc->seg_bytes < sc->max_transfer ? sc->seg_bytes : sc->max_transfer);
 	if ((unsigned int)blk_o.queues > sc->nqueues)
@@ -821,17 +874,12 @@ static void blk_finish(struct viod_fe *fe, struct ld *sc)
 	fe_finish(fe);
 }
 
-/* Parses an action's options: its own entries, then the common ones. */
 static void blk_parse(const char *action, const char *summary, GOptionEntry *entries,
 		      int argc, char **argv)
 {
-	g_autoptr(GOptionContext) ctx = g_option_context_new(summary);
+	GOptionEntry *sets[] = { entries, blk_common_entries };
 
-	if (entries)
-		g_option_context_add_main_entries(ctx, entries, NULL);
-	g_option_context_add_main_entries(ctx, blk_common_entries, NULL);
-	if (parse_or_die(ctx, &argc, &argv) != 1)
-		die(EXIT_USAGE, "blk %s: unexpected argument '%s'", action, argv[1]);
+	action_parse("blk", action, summary, sets, G_N_ELEMENTS(sets), argc, argv);
 }
 
 /* The ID string as printable ASCII: up to the first NUL, others as \xNN. */
@@ -854,22 +902,18 @@ static int blk_info(int argc, char **argv)
 	struct ld sc;
 	uint8_t id[VIRTIO_BLK_ID_BYTES];
 	const struct ld_geometry *geo = &sc.geo;
-	size_t used = 0;
 	char names[160];
 	int r;
 
 	blk_parse("info", "- attach and report the disk", NULL, argc, argv);
 	blk_attach(&fe, &sc, LD_DEFAULT_QUEUE_DEPTH, LD_DEFAULT_MAX_TRANSFER);
-	names[0] = '\0';
-	for (size_t i = 0; i < G_N_ELEMENTS(blk_features); i++)
-		if (sc.features >> blk_features[i].bit & 1)
-			used += (size_t)g_snprintf(names + used, sizeof(names) - used, "%s%s",
-						   used ? "," : "", blk_features[i].name);
+	feature_names(blk_features, G_N_ELEMENTS(blk_features), sc.features, names,
+		      sizeof(names));
 	printf("capacity=%" PRIu64 "\n", geo->capacity);
 	printf("capacity_bytes=%" PRIu64 "\n", geo->capacity << LD_SECTOR_SHIFT);
 	printf("blk_size=%u\n", geo->blk_size);
 	printf("features_acked=0x%016" PRIx64 "\n", fe.features_acked);
-	printf("features=%s\n", used ? names : "none");
+	printf("features=%s\n", names);
 	printf("num_queues=%u\n", geo->num_queues);
 	printf("queues=%u\n", sc.nqueues);
 	printf("seg_max=%u\n", geo->seg_max);
@@ -1331,10 +1375,7 @@ static int blk_bench(int argc, char **argv)
 	return 0;
 }
 
-static const struct {
-	const char *name;
-	int (*fn)(int argc, char **argv);
-} blk_actions[] = {
+static const struct action blk_actions[] = {
 	{ "info", blk_info },
 	{ "read", blk_read },
 	{ "write", blk_write },
@@ -1352,25 +1393,8 @@ static const struct {
 
 static int cmd_blk(int argc, char **argv)
 {
-	g_autofree char *name = NULL;
-
-	if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
-		printf("Usage: vioguest blk ACTION [OPTIONS]\n\nActions: %s\n"
-		       "'vioguest blk ACTION --help' describes an action's options.\n",
-		       BLK_ACTIONS);
-		return 0;
-	}
-	if (argc < 2)
-		die(EXIT_USAGE, "blk: missing ACTION (%s)", BLK_ACTIONS);
-	for (size_t i = 0; i < G_N_ELEMENTS(blk_actions); i++) {
-		if (strcmp(argv[1], blk_actions[i].name) == 0) {
-			name = g_strdup_printf("vioguest blk %s", blk_actions[i].name);
-			argv[1] = name;
-			g_set_prgname(name);
-			return blk_actions[i].fn(argc - 1, argv + 1);
-		}
-	}
-	die(EXIT_USAGE, "blk: unknown action '%s' (%s)", argv[1], BLK_ACTIONS);
+	return run_action("blk", blk_actions, G_N_ELEMENTS(blk_actions), BLK_ACTIONS, argc,
+			  argv);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1397,10 +1421,7 @@ static GOptionEntry net_common_entries[] = {
 	{ NULL },
 };
 
-static const struct {
-	const char *name;
-	unsigned int bit;
-} net_features[] = {
+static const struct feature_name net_features[] = {
 	{ "mrg_rxbuf", VIRTIO_NET_F_MRG_RXBUF },
 	{ "mq", VIRTIO_NET_F_MQ },
 	{ "mac", VIRTIO_NET_F_MAC },
@@ -1412,30 +1433,32 @@ static const struct {
 static const uint8_t net_default_src[VIOIF_ETH_ALEN] = { 0x02, 0, 0, 0, 0, 0x01 };
 static const uint8_t net_default_dst[VIOIF_ETH_ALEN] = { 0x02, 0, 0, 0, 0, 0x02 };
 
-/* Parses an action's options: its own entries, then the common ones. */
+/* Options of the actions that send test frames (send, pingpong). */
+static struct {
+	char *size, *size_min, *size_max, *dst, *src;
+} net_tx_o;
+
+static GOptionEntry net_tx_entries[] = {
+	{ "size", 0, 0, G_OPTION_ARG_STRING, &net_tx_o.size,
+	  "Bytes per frame, 60..1514 (default: every size in turn)", "B" },
+	{ "size-min", 0, 0, G_OPTION_ARG_STRING, &net_tx_o.size_min,
+	  "Smallest frame (default 60)", "B" },
+	{ "size-max", 0, 0, G_OPTION_ARG_STRING, &net_tx_o.size_max,
+	  "Largest frame (default 1514)", "B" },
+	{ "dst", 0, 0, G_OPTION_ARG_STRING, &net_tx_o.dst,
+	  "Destination MAC (default 02:00:00:00:00:02)", "MAC" },
+	{ "src", 0, 0, G_OPTION_ARG_STRING, &net_tx_o.src,
+	  "Source MAC (default: the device's, else 02:00:00:00:00:01)", "MAC" },
+	{ NULL },
+};
+
+/* Parses an action's options, the sender's too if tx. */
 static void net_parse(const char *action, const char *summary, GOptionEntry *entries,
-		      int argc, char **argv)
+		      bool tx, int argc, char **argv)
 {
-	g_autoptr(GOptionContext) ctx = g_option_context_new(summary);
+	GOptionEntry *sets[] = { entries, tx ? net_tx_entries : NULL, net_common_entries };
 
-	if (entries)
-		g_option_context_add_main_entries(ctx, entries, NULL);
-	g_option_context_add_main_entries(ctx, net_common_entries, NULL);
-	if (parse_or_die(ctx, &argc, &argv) != 1)
-		die(EXIT_USAGE, "net %s: unexpected argument '%s'", action, argv[1]);
-}
-
-static void net_feature_names(uint64_t f, char *buf, size_t len)
-{
-	size_t used = 0;
-
-	buf[0] = '\0';
-	for (size_t i = 0; i < G_N_ELEMENTS(net_features); i++)
-		if (f >> net_features[i].bit & 1)
-			used += (size_t)g_snprintf(buf + used, len - used, "%s%s",
-						   used ? "," : "", net_features[i].name);
-	if (used == 0)
-		g_strlcpy(buf, "none", len);
+	action_parse("net", action, summary, sets, G_N_ELEMENTS(sets), argc, argv);
 }
 
 static void net_format_mac(const uint8_t *m, char out[18])
@@ -1449,7 +1472,6 @@ static void net_attach(struct viod_fe *fe, struct vioif *sc)
 {
 	struct vioif_opts o;
 	char names[96];
-	int r;
 
 	if (net_o.queues < 1 || net_o.queues > (int)VIOIF_MAX_QUEUE_PAIRS)
 		die(EXIT_USAGE, "--queues: expected 1..%u, got %d", VIOIF_MAX_QUEUE_PAIRS,
@@ -1471,14 +1493,9 @@ static void net_attach(struct viod_fe *fe, struct vioif *sc)
 	o.timeout_ms = g.timeout_ms;
 
 	fe_start(fe);
-	r = vioif_attach(sc, fe, &o);
-	if (r == -ENOMEM)
-		die(EXIT_RUNTIME, "vioif attach: %s (guest memory: --memory)",
-		    viod_fe_strerror(fe));
-	if (r < 0)
-		fe_die(fe, r, "vioif attach");
-	fe_report(fe);
-	net_feature_names(sc->features, names, sizeof(names));
+	attach_check(fe, vioif_attach(sc, fe, &o), "vioif attach");
+	feature_names(net_features, G_N_ELEMENTS(net_features), sc->features, names,
+		      sizeof(names));
 	verbose("net: features %s, header %u bytes, %u queue pairs of %u entries, "
 		"rx buffers of %u bytes", names, sc->hdr_len, sc->npairs,
 		sc->opts.queue_size, sc->opts.rx_buf_size);
@@ -1515,35 +1532,58 @@ static void net_mac_arg(const char *name, const char *s, const uint8_t *dflt,
 		    name, s);
 }
 
-/* Frame sizes of a sender: --size B, or --size-min/--size-max. */
-struct net_sizes {
-	uint32_t min, max;
+/* What a sender of test frames puts in them. */
+struct net_tx {
+	uint32_t size_min, size_max;
+	uint8_t dst[VIOIF_ETH_ALEN], src[VIOIF_ETH_ALEN];
+	uint8_t frame[VIOIF_FRAME_MAX];
 };
 
-static void net_sizes_args(const char *size_s, const char *min_s, const char *max_s,
-			   struct net_sizes *z)
+/* The sender's options, before attach (exits 2 on a bad one). */
+static void net_tx_args(struct net_tx *t)
 {
-	z->min = VIOIF_FRAME_MIN;
-	z->max = VIOIF_FRAME_MAX;
-	if (size_s && (min_s || max_s))
+	t->size_min = VIOIF_FRAME_MIN;
+	t->size_max = VIOIF_FRAME_MAX;
+	if (net_tx_o.size && (net_tx_o.size_min || net_tx_o.size_max))
 		die(EXIT_USAGE, "--size and --size-min/--size-max are exclusive");
-	if (size_s)
-		z->min = z->max = (uint32_t)u64_arg("size", size_s, VIOIF_FRAME_MIN,
-						    VIOIF_FRAME_MAX);
-	if (min_s)
-		z->min = (uint32_t)u64_arg("size-min", min_s, VIOIF_FRAME_MIN, VIOIF_FRAME_MAX);
-	if (max_s)
-		z->max = (uint32_t)u64_arg("size-max", max_s, VIOIF_FRAME_MIN, VIOIF_FRAME_MAX);
-	if (z->min > z->max)
-		die(EXIT_USAGE, "--size-min %u is above --size-max %u", z->min, z->max);
+	if (net_tx_o.size)
+		t->size_min = t->size_max = (uint32_t)u64_arg("size", net_tx_o.size,
+							      VIOIF_FRAME_MIN, VIOIF_FRAME_MAX);
+	if (net_tx_o.size_min)
+		t->size_min = (uint32_t)u64_arg("size-min", net_tx_o.size_min,
+						VIOIF_FRAME_MIN, VIOIF_FRAME_MAX);
+	if (net_tx_o.size_max)
+		t->size_max = (uint32_t)u64_arg("size-max", net_tx_o.size_max,
+						VIOIF_FRAME_MIN, VIOIF_FRAME_MAX);
+	if (t->size_min > t->size_max)
+		die(EXIT_USAGE, "--size-min %u is above --size-max %u", t->size_min,
+		    t->size_max);
+	net_mac_arg("dst", net_tx_o.dst, net_default_dst, t->dst);
 }
 
-/* The length of frame seq: every size of the range in turn, spread. */
-static size_t net_size_of(const struct net_sizes *z, uint32_t seq)
+/* After attach: the source MAC, --src, else the device's, else ours. */
+static void net_tx_src(struct net_tx *t, const struct vioif *sc)
 {
-	uint32_t span = z->max - z->min + 1;
+	net_mac_arg("src", net_tx_o.src, sc->cfg.has_mac ? sc->cfg.mac : net_default_src,
+		    t->src);
+}
 
-	return z->min + (size_t)((uint64_t)seq * 997u % span);
+/*
+ * Sends test frame seq on pair seq % npairs; its length cycles through
+ * every size of the range, spread. Returns the length; exits 1 on failure.
+ */
+static size_t net_tx_one(struct net_tx *t, struct viod_fe *fe, struct vioif *sc,
+			 uint32_t seq, const char *what)
+{
+	size_t len = t->size_min + (size_t)((uint64_t)seq * 997u %
+					    (t->size_max - t->size_min + 1));
+	int r;
+
+	vioif_frame_fill(t->frame, len, t->dst, t->src, seq);
+	r = vioif_send(sc, seq % sc->npairs, t->frame, len);
+	if (r < 0)
+		fe_die(fe, r, what);
+	return len;
 }
 
 static int net_info(int argc, char **argv)
@@ -1552,9 +1592,11 @@ static int net_info(int argc, char **argv)
 	struct vioif sc;
 	char names[96], mac[18];
 
-	net_parse("info", "- attach and report the network device", NULL, argc, argv);
+	net_parse("info", "- attach and report the network device", NULL, false, argc,
+		  argv);
 	net_attach(&fe, &sc);
-	net_feature_names(sc.features, names, sizeof(names));
+	feature_names(net_features, G_N_ELEMENTS(net_features), sc.features, names,
+		      sizeof(names));
 	printf("features_acked=0x%016" PRIx64 "\n", fe.features_acked);
 	printf("features=%s\n", names);
 	printf("hdr_len=%u\n", sc.hdr_len);
@@ -1586,33 +1628,15 @@ static int net_info(int argc, char **argv)
 	return 0;
 }
 
-/* The source MAC: --src, else the device's MAC if offered, else ours. */
-static void net_src_mac(const struct vioif *sc, const char *src_s, uint8_t mac[6])
-{
-	net_mac_arg("src", src_s, sc->cfg.has_mac ? sc->cfg.mac : net_default_src, mac);
-}
-
 static int net_send(int argc, char **argv)
 {
-	g_autofree char *count_s = NULL, *size_s = NULL, *min_s = NULL, *max_s = NULL;
-	g_autofree char *dst_s = NULL, *src_s = NULL;
+	g_autofree char *count_s = NULL;
 	GOptionEntry entries[] = {
 		{ "count", 0, 0, G_OPTION_ARG_STRING, &count_s,
 		  "Test frames to send (required)", "N" },
-		{ "size", 0, 0, G_OPTION_ARG_STRING, &size_s,
-		  "Bytes per frame, 60..1514 (default: every size in turn)", "B" },
-		{ "size-min", 0, 0, G_OPTION_ARG_STRING, &min_s,
-		  "Smallest frame (default 60)", "B" },
-		{ "size-max", 0, 0, G_OPTION_ARG_STRING, &max_s,
-		  "Largest frame (default 1514)", "B" },
-		{ "dst", 0, 0, G_OPTION_ARG_STRING, &dst_s,
-		  "Destination MAC (default 02:00:00:00:00:02)", "MAC" },
-		{ "src", 0, 0, G_OPTION_ARG_STRING, &src_s,
-		  "Source MAC (default: the device's, else 02:00:00:00:00:01)", "MAC" },
 		{ NULL },
 	};
-	uint8_t frame[VIOIF_FRAME_MAX], dst[VIOIF_ETH_ALEN], src[VIOIF_ETH_ALEN];
-	struct net_sizes z;
+	struct net_tx t;
 	uint64_t count, bytes = 0;
 	struct viod_fe fe;
 	struct vioif sc;
@@ -1620,24 +1644,16 @@ static int net_send(int argc, char **argv)
 	int r;
 
 	net_parse("send", "- send test frames: sent=N bytes=... seconds=...", entries,
-		  argc, argv);
+		  true, argc, argv);
 	if (!count_s)
 		die(EXIT_USAGE, "net send: --count N is required");
 	count = u64_arg("count", count_s, 1, UINT32_MAX);
-	net_sizes_args(size_s, min_s, max_s, &z);
-	net_mac_arg("dst", dst_s, net_default_dst, dst);
+	net_tx_args(&t);
 	net_attach(&fe, &sc);
-	net_src_mac(&sc, src_s, src);
+	net_tx_src(&t, &sc);
 	start = now_ns();
-	for (uint64_t seq = 0; seq < count; seq++) {
-		size_t len = net_size_of(&z, (uint32_t)seq);
-
-		vioif_frame_fill(frame, len, dst, src, (uint32_t)seq);
-		r = vioif_send(&sc, (unsigned int)(seq % sc.npairs), frame, len);
-		if (r < 0)
-			fe_die(&fe, r, "net send");
-		bytes += len;
-	}
+	for (uint64_t seq = 0; seq < count; seq++)
+		bytes += net_tx_one(&t, &fe, &sc, (uint32_t)seq, "net send");
 	r = vioif_tx_drain(&sc, g.timeout_ms);
 	if (r < 0)
 		fe_die(&fe, r, "net send: drain");
@@ -1717,7 +1733,7 @@ static int net_recv(int argc, char **argv)
 	int r = 0;
 
 	net_parse("recv", "- receive and check test frames: received=N bad=M bytes=...",
-		  entries, argc, argv);
+		  entries, false, argc, argv);
 	if (!count_s)
 		die(EXIT_USAGE, "net recv: --count N is required");
 	count = u64_arg("count", count_s, 1, UINT32_MAX);
@@ -1774,7 +1790,7 @@ static int net_echo(int argc, char **argv)
 	int r;
 
 	net_parse("echo", "- send every frame back with the MACs swapped: echoed=N bytes=...",
-		  entries, argc, argv);
+		  entries, false, argc, argv);
 	if (count_s)
 		count = u64_arg("count", count_s, 1, UINT64_MAX);
 	if (timeout_ms < -1)
@@ -1828,22 +1844,11 @@ static int net_echo(int argc, char **argv)
 
 static int net_pingpong(int argc, char **argv)
 {
-	g_autofree char *count_s = NULL, *size_s = NULL, *min_s = NULL, *max_s = NULL;
-	g_autofree char *dst_s = NULL, *src_s = NULL, *window_s = NULL;
+	g_autofree char *count_s = NULL, *window_s = NULL;
 	int timeout_ms = 5000;
 	GOptionEntry entries[] = {
 		{ "count", 0, 0, G_OPTION_ARG_STRING, &count_s,
 		  "Test frames to send and get back (required)", "N" },
-		{ "size", 0, 0, G_OPTION_ARG_STRING, &size_s,
-		  "Bytes per frame, 60..1514 (default: every size in turn)", "B" },
-		{ "size-min", 0, 0, G_OPTION_ARG_STRING, &min_s,
-		  "Smallest frame (default 60)", "B" },
-		{ "size-max", 0, 0, G_OPTION_ARG_STRING, &max_s,
-		  "Largest frame (default 1514)", "B" },
-		{ "dst", 0, 0, G_OPTION_ARG_STRING, &dst_s,
-		  "Destination MAC (default 02:00:00:00:00:02)", "MAC" },
-		{ "src", 0, 0, G_OPTION_ARG_STRING, &src_s,
-		  "Source MAC (default: the device's, else 02:00:00:00:00:01)", "MAC" },
 		{ "window", 0, 0, G_OPTION_ARG_STRING, &window_s,
 		  "Frames out at once (default: what one rx ring holds)", "W" },
 		{ "timeout-ms", 0, 0, G_OPTION_ARG_INT, &timeout_ms,
@@ -1851,11 +1856,10 @@ static int net_pingpong(int argc, char **argv)
 		{ NULL },
 	};
 	g_autofree uint8_t *buf = g_malloc(VIOIF_MAX_RX_BUF_SIZE);
-	uint8_t frame[VIOIF_FRAME_MAX], dst[VIOIF_ETH_ALEN], src[VIOIF_ETH_ALEN];
 	uint64_t count, window = 0, sent = 0, got = 0, bad = 0, bytes = 0;
 	unsigned int per_frame;
 	struct net_seen seen = { 0 };
-	struct net_sizes z;
+	struct net_tx t;
 	struct viod_fe fe;
 	struct vioif sc;
 	int64_t start;
@@ -1863,37 +1867,32 @@ static int net_pingpong(int argc, char **argv)
 
 	net_parse("pingpong", "- send test frames to a peer that bounces them (testpmd "
 		  "macswap, net echo) and check each one back: sent=N received=N bad=M "
-		  "bytes=... seconds=...", entries, argc, argv);
+		  "bytes=... seconds=...", entries, true, argc, argv);
 	if (!count_s)
 		die(EXIT_USAGE, "net pingpong: --count N is required");
 	count = u64_arg("count", count_s, 1, UINT32_MAX);
-	net_sizes_args(size_s, min_s, max_s, &z);
-	net_mac_arg("dst", dst_s, net_default_dst, dst);
+	net_tx_args(&t);
 	if (window_s)
 		window = u64_arg("window", window_s, 1, UINT32_MAX);
 	if (timeout_ms < 0)
 		die(EXIT_USAGE, "--timeout-ms: expected >= 0, got %d", timeout_ms);
 	net_attach(&fe, &sc);
-	net_src_mac(&sc, src_s, src);
+	net_tx_src(&t, &sc);
 	/* No more frames out than one rx ring can take at once: a peer that
 	 * finds no rx buffer drops the frame, and a peer may send them all
 	 * back on one queue pair. */
 	per_frame = 1;
 	if (sc.features >> VIRTIO_NET_F_MRG_RXBUF & 1)
-		per_frame = (sc.hdr_len + z.max + sc.opts.rx_buf_size - 1) / sc.opts.rx_buf_size;
+		per_frame = (sc.hdr_len + t.size_max + sc.opts.rx_buf_size - 1) /
+			    sc.opts.rx_buf_size;
 	if (!window)
 		window = MAX(sc.opts.queue_size / per_frame, 1u);
 	start = now_ns();
 	while (got < count) {
 		size_t len;
 
-		for (; sent < count && sent - got < window; sent++) {
-			len = net_size_of(&z, (uint32_t)sent);
-			vioif_frame_fill(frame, len, dst, src, (uint32_t)sent);
-			r = vioif_send(&sc, (unsigned int)(sent % sc.npairs), frame, len);
-			if (r < 0)
-				fe_die(&fe, r, "net pingpong: send");
-		}
+		for (; sent < count && sent - got < window; sent++)
+			net_tx_one(&t, &fe, &sc, (uint32_t)sent, "net pingpong: send");
 		r = vioif_recv(&sc, buf, VIOIF_MAX_RX_BUF_SIZE, &len, NULL, timeout_ms);
 		if (r < 0)
 			fe_die(&fe, r, "net pingpong: recv");
@@ -1918,10 +1917,7 @@ static int net_pingpong(int argc, char **argv)
 	return 0;
 }
 
-static const struct {
-	const char *name;
-	int (*fn)(int argc, char **argv);
-} net_actions[] = {
+static const struct action net_actions[] = {
 	{ "info", net_info },
 	{ "send", net_send },
 	{ "recv", net_recv },
@@ -1933,31 +1929,11 @@ static const struct {
 
 static int cmd_net(int argc, char **argv)
 {
-	g_autofree char *name = NULL;
-
-	if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
-		printf("Usage: vioguest net ACTION [OPTIONS]\n\nActions: %s\n"
-		       "'vioguest net ACTION --help' describes an action's options.\n",
-		       NET_ACTIONS);
-		return 0;
-	}
-	if (argc < 2)
-		die(EXIT_USAGE, "net: missing ACTION (%s)", NET_ACTIONS);
-	for (size_t i = 0; i < G_N_ELEMENTS(net_actions); i++) {
-		if (strcmp(argv[1], net_actions[i].name) == 0) {
-			name = g_strdup_printf("vioguest net %s", net_actions[i].name);
-			argv[1] = name;
-			g_set_prgname(name);
-			return net_actions[i].fn(argc - 1, argv + 1);
-		}
-	}
-	die(EXIT_USAGE, "net: unknown action '%s' (%s)", argv[1], NET_ACTIONS);
+	return run_action("net", net_actions, G_N_ELEMENTS(net_actions), NET_ACTIONS, argc,
+			  argv);
 }
 
-static const struct {
-	const char *name;
-	int (*fn)(int argc, char **argv);
-} commands[] = {
+static const struct action commands[] = {
 	{ "info", cmd_info },
 	{ "rng", cmd_rng },
 	{ "rng-stream", cmd_rng_stream },
