@@ -280,6 +280,15 @@ int vioif_attach(struct vioif *sc, struct viod_fe *fe, const struct vioif_opts *
 	r = vioif_read_config(sc);
 	if (r < 0)
 		return vioif_broken(sc, r);
+	/* 5.1.4.2: with MTU negotiated, a frame of mtu bytes plus the
+	 * Ethernet header must fit (without CONFIG the MTU is unknown: the
+	 * VMM holds it, and 1500 is assumed). */
+	if (sc->cfg.has_mtu && !vioif_has(sc, VIRTIO_NET_F_MRG_RXBUF) &&
+	    sc->opts.rx_buf_size < sc->hdr_len + VIOIF_ETH_HLEN + sc->cfg.mtu)
+		return vioif_broken(sc, viod_fe_error(fe, -EINVAL,
+			"vioif: the device's mtu %u needs rx buffers of %u bytes without "
+			"MRG_RXBUF; %u is too small", sc->cfg.mtu,
+			sc->hdr_len + VIOIF_ETH_HLEN + sc->cfg.mtu, sc->opts.rx_buf_size));
 
 	sc->npairs = vioif_pairs(sc);
 	sc->qp = calloc(sc->npairs, sizeof(*sc->qp));

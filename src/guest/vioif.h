@@ -31,7 +31,8 @@
  * spec has the device write 1, DPDK's vhost leaves it as the driver
  * wrote it, and one buffer per frame is the rule anyway. Config space
  * is read once at attach, only with the CONFIG protocol feature, and
- * checked (max_virtqueue_pairs 1..0x8000, mtu >= 68, 5.1.4.1). A frame
+ * checked (max_virtqueue_pairs 1..0x8000, mtu >= 68, 5.1.4.1; without
+ * MRG_RXBUF an rx buffer must hold a frame of mtu bytes, 5.1.4.2). A frame
  * longer than the caller's buffer or shorter than an Ethernet header is
  * dropped and counted. Any failure that may leave buffers in the
  * device's hands breaks the driver: -EIO from then on.

@@ -405,7 +405,14 @@ static void test_merge(void)
 
 	memset(&f, 0, sizeof(f));
 	fake_defaults(&f);
+	f.cfg.mtu = htole16(9000);
 	o.rx_buf_size = VIOIF_DEFAULT_RX_BUF_SIZE;
+	r = attach(&f, &fe, &sc, "nomrg-mtu", &o);
+	is(r, -EINVAL, "without MRG_RXBUF, mtu 9000 and 2 KiB rx buffers refused");
+	finish(&f, &fe, &sc);
+
+	memset(&f, 0, sizeof(f));
+	fake_defaults(&f);
 	r = attach(&f, &fe, &sc, "nomrg", &o);
 	ok(r == 0 && !(sc.features >> VIRTIO_NET_F_MRG_RXBUF & 1),
 	   "attach without MRG_RXBUF");
