@@ -29,6 +29,20 @@ void test_fake_call(struct test_fake *f, unsigned int qi)
 		perror("fake: call");
 }
 
+void test_fake_serve(struct test_fake *f, unsigned int qi, test_fake_serve_fn serve)
+{
+	struct viod_vq *vq = &f->q[qi].vq;
+	struct viod_vq_chain c;
+
+	do {
+		while (viod_vq_pop_iov(vq, &c, f->elem->iov, VIOD_VQ_MAX_IOV) > 0) {
+			viod_vq_push(vq, c.head, serve(f, qi, &c));
+			test_fake_call(f, qi);
+		}
+		viod_vq_set_notify(vq, true);
+	} while (viod_vq_pending(vq) > 0);
+}
+
 static enum test_fake_verdict fake_reply_u64(struct test_fake *f, uint32_t req, uint64_t u)
 {
 	test_fake_reply(f, req, &u, sizeof(u), NULL, 0);
@@ -81,9 +95,13 @@ static void fake_forget(struct test_fake *f)
 static enum test_fake_verdict fake_get_config(struct test_fake *f, struct viod_vu_msg *m)
 {
 	uint8_t cfg[VU_MAX_CONFIG_SIZE] = { 0 };
-	size_t size = f->ops->config(f, cfg);
+	size_t size = f->config_size < sizeof(cfg) ? f->config_size : sizeof(cfg);
 	uint32_t off = m->u.config.offset, len = m->u.config.size;
 
+	if (f->ops && f->ops->config)
+		size = f->ops->config(f, cfg);
+	else
+		memcpy(cfg, f->config, size);
 	if (off <= size && len <= size - off) {
 		memcpy(m->u.config.data, cfg + off, len);
 		test_fake_reply(f, m->hdr.request, &m->u.config, VU_CONFIG_HDR_SIZE + len,
@@ -166,7 +184,7 @@ static enum test_fake_verdict fake_generic(struct test_fake *f, struct viod_vu_m
 		return TEST_FAKE_REPLIED;
 	}
 	case VU_GET_CONFIG:
-		if (f->ops && f->ops->config)
+		if ((f->ops && f->ops->config) || f->config)
 			return fake_get_config(f, m);
 		break;
 	case VU_RESET_OWNER:
@@ -325,4 +343,20 @@ void test_fake_stop(struct test_fake *f)
 	f->elem = NULL;
 	pthread_mutex_destroy(&f->lock);
 	f->started = false;
+}
+
+int test_fake_connect(struct test_fake *f, const char *path, struct viod_fe *fe,
+		      size_t mem_size, unsigned int nregions)
+{
+	struct viod_fe_opts o;
+
+	viod_fe_opts_init(&o);
+	o.mem_size = mem_size;
+	o.nregions = nregions;
+	o.timeout_ms = 3000;
+	if (viod_fe_init(fe, &o) < 0)
+		return -1;
+	if (test_fake_start(f, path) < 0)
+		return -1;
+	return viod_fe_connect(fe, path);
 }

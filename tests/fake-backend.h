@@ -50,7 +50,8 @@ struct test_fake_ops {
 	enum test_fake_verdict (*msg)(struct test_fake *f, struct viod_vu_msg *m,
 				      int *fds, unsigned int *nfds);
 	/* Writes the config space into buf (zeroed) and returns its size.
-	 * Without it GET_CONFIG is only acked if asked. */
+	 * Without it GET_CONFIG answers from config (below), or without
+	 * that is only acked if asked. */
 	size_t (*config)(struct test_fake *f, uint8_t buf[VU_MAX_CONFIG_SIZE]);
 	/* Ring qi, running, was kicked (the count is read). Without it the
 	 * kick fds are left alone: the test serves rings and reads kicks. */
@@ -75,6 +76,8 @@ struct test_fake {
 	uint64_t protocol_features;    /* GET_PROTOCOL_FEATURES */
 	uint64_t queue_num;            /* GET_QUEUE_NUM */
 	unsigned int nqueues;          /* rings tracked, 1..TEST_FAKE_MAX_QUEUES */
+	const void *config;            /* config space without ops->config: */
+	size_t config_size;            /* config_size <= VU_MAX_CONFIG_SIZE bytes */
 	const struct test_fake_ops *ops;
 	void *opaque;                  /* the test's, for its hooks */
 
@@ -108,6 +111,17 @@ struct test_fake {
  */
 int test_fake_start(struct test_fake *f, const char *path);
 
+/*
+ * What a driver's unit test does before attaching: creates fe's guest
+ * memory (mem_size bytes in nregions regions, 3 s reply timeout), starts
+ * f on path and connects fe to it. 0, -1 if memory or the fake could
+ * not be had, or -errno of the connection. Whatever it returns, fe may
+ * be released with viod_fe_disconnect and f with test_fake_stop.
+ */
+struct viod_fe;
+int test_fake_connect(struct test_fake *f, const char *path, struct viod_fe *fe,
+		      size_t mem_size, unsigned int nregions);
+
 /* Stops and joins the thread, closes every fd the fake holds, unmaps the
  * memory and removes the socket. Safe on a fake never started. */
 void test_fake_stop(struct test_fake *f);
@@ -118,5 +132,15 @@ void test_fake_reply(struct test_fake *f, uint32_t req, const void *p, uint32_t 
 
 /* Signals ring qi's call fd if its ring asks for it (viod_vq_need_call). */
 void test_fake_call(struct test_fake *f, unsigned int qi);
+
+/*
+ * Serves ring qi as a device does, for a kick hook: pops every chain
+ * and pushes it with the used length serve returns (calling when the
+ * ring asks), then asks for kicks again and re-checks, since a chain
+ * made available before the driver saw that request is never kicked.
+ */
+typedef uint32_t (*test_fake_serve_fn)(struct test_fake *f, unsigned int qi,
+				       const struct viod_vq_chain *c);
+void test_fake_serve(struct test_fake *f, unsigned int qi, test_fake_serve_fn serve);
 
 #endif

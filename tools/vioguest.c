@@ -6,7 +6,8 @@
  *   vioguest --socket PATH [--regions N] [--memory SIZE] [--spin-us N]
  *            COMMAND [OPTIONS]
  *
- * COMMAND: info, rng, rng-stream, balloon (viomb(4)), blk (ld(4) at virtio).
+ * COMMAND: info, rng, rng-stream, balloon (viomb(4)), blk (ld(4) at virtio),
+ * net (vioif(4)).
  *
  * Exit status: 0 success, 1 runtime failure, 2 bad arguments; failures
  * print one line "vioguest: ..." on stderr.
@@ -26,6 +27,7 @@
 
 #include "guest/frontend.h"
 #include "guest/ld.h"
+#include "guest/vioif.h"
 #include "guest/viomb.h"
 #include "guest/viornd.h"
 
@@ -126,6 +128,77 @@ static int parse_or_die(GOptionContext *ctx, int *argc, char ***argv)
 	return *argc;
 }
 
+/* A command or an action of one: argv[0] is its name. */
+struct action {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+};
+
+/*
+ * Runs the action named by argv[1] of command cmd ("blk"), or prints
+ * the list (names) for --help; exits 2 for a missing or unknown one.
+ */
+static int run_action(const char *cmd, const struct action *t, size_t n,
+		      const char *names, int argc, char **argv)
+{
+	g_autofree char *name = NULL;
+
+	if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+		printf("Usage: vioguest %s ACTION [OPTIONS]\n\nActions: %s\n"
+		       "'vioguest %s ACTION --help' describes an action's options.\n",
+		       cmd, names, cmd);
+		return 0;
+	}
+	if (argc < 2)
+		die(EXIT_USAGE, "%s: missing ACTION (%s)", cmd, names);
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(argv[1], t[i].name) == 0) {
+			name = g_strdup_printf("vioguest %s %s", cmd, t[i].name);
+			argv[1] = name;
+			g_set_prgname(name);
+			return t[i].fn(argc - 1, argv + 1);
+		}
+	}
+	die(EXIT_USAGE, "%s: unknown action '%s' (%s)", cmd, argv[1], names);
+}
+
+/*
+ * Parses an action's options: the n entry sets in order (the action's
+ * own first, then those it shares; NULL sets are skipped).
+ */
+static void action_parse(const char *cmd, const char *action, const char *summary,
+			 GOptionEntry *const *sets, size_t n, int argc, char **argv)
+{
+	g_autoptr(GOptionContext) ctx = g_option_context_new(summary);
+
+	for (size_t i = 0; i < n; i++)
+		if (sets[i])
+			g_option_context_add_main_entries(ctx, sets[i], NULL);
+	if (parse_or_die(ctx, &argc, &argv) != 1)
+		die(EXIT_USAGE, "%s %s: unexpected argument '%s'", cmd, action, argv[1]);
+}
+
+/* A device feature bit and the name the command line gives it. */
+struct feature_name {
+	const char *name;
+	unsigned int bit;
+};
+
+/* The names of the bits of f in t, comma-separated, or "none". */
+static void feature_names(const struct feature_name *t, size_t n, uint64_t f,
+			  char *buf, size_t len)
+{
+	size_t used = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < n; i++)
+		if (f >> t[i].bit & 1)
+			used += (size_t)g_snprintf(buf + used, len - used, "%s%s",
+						   used ? "," : "", t[i].name);
+	if (used == 0)
+		g_strlcpy(buf, "none", len);
+}
+
 static void fe_die(struct viod_fe *fe, int r, const char *what)
 {
 	const char *why = viod_fe_strerror(fe);
@@ -171,6 +244,18 @@ static void fe_report(const struct viod_fe *fe)
 		", protocol offered 0x%" PRIx64 " acked 0x%" PRIx64,
 		fe->features_offered, fe->features_acked, fe->pf_offered,
 		fe->pf_acked);
+}
+
+/* A driver's attach result r: exits 1 on failure (naming --memory when
+ * guest memory ran out), else reports the negotiation. */
+static void attach_check(struct viod_fe *fe, int r, const char *what)
+{
+	if (r == -ENOMEM)
+		die(EXIT_RUNTIME, "%s: %s (guest memory: --memory)", what,
+		    viod_fe_strerror(fe));
+	if (r < 0)
+		fe_die(fe, r, what);
+	fe_report(fe);
 }
 
 static void fe_finish(struct viod_fe *fe)
@@ -465,10 +550,7 @@ static void on_stop_signal(int sig)
 	stop_signal = sig;
 }
 
-static const struct {
-	const char *name;
-	unsigned int bit;
-} balloon_features[] = {
+static const struct feature_name balloon_features[] = {
 	{ "must-tell-host", VIOMB_F_MUST_TELL_HOST },
 	{ "stats", VIOMB_F_STATS_VQ },
 	{ "deflate-on-oom", VIOMB_F_DEFLATE_ON_OOM },
@@ -495,19 +577,6 @@ static uint64_t parse_balloon_features(const char *list)
 		f |= 1ull << balloon_features[i].bit;
 	}
 	return f;
-}
-
-static void balloon_feature_names(uint64_t f, char *buf, size_t len)
-{
-	size_t used = 0;
-
-	buf[0] = '\0';
-	for (size_t i = 0; i < G_N_ELEMENTS(balloon_features); i++)
-		if (f & (1ull << balloon_features[i].bit))
-			used += (size_t)g_snprintf(buf + used, len - used, "%s%s",
-						   used ? "," : "", balloon_features[i].name);
-	if (used == 0)
-		g_strlcpy(buf, "none", len);
 }
 
 static int64_t now_ns(void)
@@ -645,8 +714,8 @@ static int cmd_balloon(int argc, char **argv)
 	if (r < 0)
 		fe_die(&fe, r, "viomb attach");
 	fe_report(&fe);
-	balloon_feature_names(fe.features_acked & VIOMB_FEATURES_SUPPORTED, names,
-			      sizeof(names));
+	feature_names(balloon_features, G_N_ELEMENTS(balloon_features),
+		      fe.features_acked & VIOMB_FEATURES_SUPPORTED, names, sizeof(names));
 	verbose("balloon features %s; queues inflate 0 deflate 1 stats %d reporting %d; "
 		"pool %zu pages; guest memory resident on the host: %" PRIu64 " KiB",
 		names, sc.q_stats, sc.q_report, viod_fe_pool_pages(&fe),
@@ -704,10 +773,7 @@ static GOptionEntry blk_common_entries[] = {
 	{ NULL },
 };
 
-static const struct {
-	const char *name;
-	unsigned int bit;
-} blk_features[] = {
+static const struct feature_name blk_features[] = {
 	{ "size_max", VIRTIO_BLK_F_SIZE_MAX },
 	{ "seg_max", VIRTIO_BLK_F_SEG_MAX },
 	{ "ro", VIRTIO_BLK_F_RO },
@@ -747,9 +813,7 @@ static void blk_attach(struct viod_fe *fe, struct ld *sc, int default_qd,
 {
 	struct ld_opts o;
 	char names[160];
-	size_t used = 0;
 	int qd = blk_o.qd ? blk_o.qd : default_qd;
-	int r;
 
 	if (blk_o.queues < 1 || blk_o.queues > (int)LD_MAX_QUEUES)
 		die(EXIT_USAGE, "--queues: expected 1..%u, got %d", LD_MAX_QUEUES,
@@ -786,22 +850,13 @@ static void blk_attach(struct viod_fe *fe, struct ld *sc, int default_qd,
 	o.timeout_ms = g.timeout_ms;
 
 	fe_start(fe);
-	r = ld_attach(sc, fe, &o);
-	if (r == -ENOMEM)
-		die(EXIT_RUNTIME, "ld attach: %s (guest memory: --memory)",
-		    viod_fe_strerror(fe));
-	if (r < 0)
-		fe_die(fe, r, "ld attach");
-	fe_report(fe);
-	names[0] = '\0';
-	for (size_t i = 0; i < G_N_ELEMENTS(blk_features); i++)
-		if (sc->features >> blk_features[i].bit & 1)
-			used += (size_t)g_snprintf(names + used, sizeof(names) - used, "%s%s",
-						   used ? "," : "", blk_features[i].name);
+	attach_check(fe, ld_attach(sc, fe, &o), "ld attach");
+	feature_names(blk_features, G_N_ELEMENTS(blk_features), sc->features, names,
+		      sizeof(names));
 	verbose("blk: %" PRIu64 " sectors of 512, blk_size %u, features %s; "
 		"%u of %u queues, %u requests of %u bytes each, data in segments of "
 		"%u bytes at most", sc->geo.capacity, sc->geo.blk_size,
-		used ? names : "none", sc->nqueues, sc->geo.num_queues,
+		names, sc->nqueues, sc->geo.num_queues,
 		sc->opts.queue_depth, sc->max_transfer,
 		sc->seg_bytes < sc->max_transfer ? sc->seg_bytes : sc->max_transfer);
 	if ((unsigned int)blk_o.queues > sc->nqueues)
@@ -819,17 +874,12 @@ static void blk_finish(struct viod_fe *fe, struct ld *sc)
 	fe_finish(fe);
 }
 
-/* Parses an action's options: its own entries, then the common ones. */
 static void blk_parse(const char *action, const char *summary, GOptionEntry *entries,
 		      int argc, char **argv)
 {
-	g_autoptr(GOptionContext) ctx = g_option_context_new(summary);
+	GOptionEntry *sets[] = { entries, blk_common_entries };
 
-	if (entries)
-		g_option_context_add_main_entries(ctx, entries, NULL);
-	g_option_context_add_main_entries(ctx, blk_common_entries, NULL);
-	if (parse_or_die(ctx, &argc, &argv) != 1)
-		die(EXIT_USAGE, "blk %s: unexpected argument '%s'", action, argv[1]);
+	action_parse("blk", action, summary, sets, G_N_ELEMENTS(sets), argc, argv);
 }
 
 /* The ID string as printable ASCII: up to the first NUL, others as \xNN. */
@@ -852,22 +902,18 @@ static int blk_info(int argc, char **argv)
 	struct ld sc;
 	uint8_t id[VIRTIO_BLK_ID_BYTES];
 	const struct ld_geometry *geo = &sc.geo;
-	size_t used = 0;
 	char names[160];
 	int r;
 
 	blk_parse("info", "- attach and report the disk", NULL, argc, argv);
 	blk_attach(&fe, &sc, LD_DEFAULT_QUEUE_DEPTH, LD_DEFAULT_MAX_TRANSFER);
-	names[0] = '\0';
-	for (size_t i = 0; i < G_N_ELEMENTS(blk_features); i++)
-		if (sc.features >> blk_features[i].bit & 1)
-			used += (size_t)g_snprintf(names + used, sizeof(names) - used, "%s%s",
-						   used ? "," : "", blk_features[i].name);
+	feature_names(blk_features, G_N_ELEMENTS(blk_features), sc.features, names,
+		      sizeof(names));
 	printf("capacity=%" PRIu64 "\n", geo->capacity);
 	printf("capacity_bytes=%" PRIu64 "\n", geo->capacity << LD_SECTOR_SHIFT);
 	printf("blk_size=%u\n", geo->blk_size);
 	printf("features_acked=0x%016" PRIx64 "\n", fe.features_acked);
-	printf("features=%s\n", used ? names : "none");
+	printf("features=%s\n", names);
 	printf("num_queues=%u\n", geo->num_queues);
 	printf("queues=%u\n", sc.nqueues);
 	printf("seg_max=%u\n", geo->seg_max);
@@ -1329,10 +1375,7 @@ static int blk_bench(int argc, char **argv)
 	return 0;
 }
 
-static const struct {
-	const char *name;
-	int (*fn)(int argc, char **argv);
-} blk_actions[] = {
+static const struct action blk_actions[] = {
 	{ "info", blk_info },
 	{ "read", blk_read },
 	{ "write", blk_write },
@@ -1350,36 +1393,553 @@ static const struct {
 
 static int cmd_blk(int argc, char **argv)
 {
-	g_autofree char *name = NULL;
-
-	if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
-		printf("Usage: vioguest blk ACTION [OPTIONS]\n\nActions: %s\n"
-		       "'vioguest blk ACTION --help' describes an action's options.\n",
-		       BLK_ACTIONS);
-		return 0;
-	}
-	if (argc < 2)
-		die(EXIT_USAGE, "blk: missing ACTION (%s)", BLK_ACTIONS);
-	for (size_t i = 0; i < G_N_ELEMENTS(blk_actions); i++) {
-		if (strcmp(argv[1], blk_actions[i].name) == 0) {
-			name = g_strdup_printf("vioguest blk %s", blk_actions[i].name);
-			argv[1] = name;
-			g_set_prgname(name);
-			return blk_actions[i].fn(argc - 1, argv + 1);
-		}
-	}
-	die(EXIT_USAGE, "blk: unknown action '%s' (%s)", argv[1], BLK_ACTIONS);
+	return run_action("blk", blk_actions, G_N_ELEMENTS(blk_actions), BLK_ACTIONS, argc,
+			  argv);
 }
 
-static const struct {
-	const char *name;
-	int (*fn)(int argc, char **argv);
-} commands[] = {
+/* ------------------------------------------------------------------ */
+/* net: vioif(4).                                                      */
+
+/* Options every net action takes. */
+static struct {
+	int queues;
+	int queue_size;
+	char *rx_buf_size;
+	gboolean no_mrg_rxbuf;
+} net_o = { .queues = 1, .queue_size = VIOIF_DEFAULT_QUEUE_SIZE };
+
+static GOptionEntry net_common_entries[] = {
+	{ "queues", 0, 0, G_OPTION_ARG_INT, &net_o.queues,
+	  "Queue pairs to use, 1..8; fewer if the device has fewer (default 1)", "Q" },
+	{ "queue-size", 0, 0, G_OPTION_ARG_INT, &net_o.queue_size,
+	  "Ring size (default 256)", "N" },
+	{ "rx-buf-size", 0, 0, G_OPTION_ARG_STRING, &net_o.rx_buf_size,
+	  "Bytes per rx buffer, header included (default 2048; below 1526 "
+	  "needs MRG_RXBUF)", "B" },
+	{ "no-mrg-rxbuf", 0, 0, G_OPTION_ARG_NONE, &net_o.no_mrg_rxbuf,
+	  "Do not negotiate VIRTIO_NET_F_MRG_RXBUF", NULL },
+	{ NULL },
+};
+
+static const struct feature_name net_features[] = {
+	{ "mrg_rxbuf", VIRTIO_NET_F_MRG_RXBUF },
+	{ "mq", VIRTIO_NET_F_MQ },
+	{ "mac", VIRTIO_NET_F_MAC },
+	{ "status", VIRTIO_NET_F_STATUS },
+	{ "mtu", VIRTIO_NET_F_MTU },
+};
+
+/* Default addresses: locally administered unicast. */
+static const uint8_t net_default_src[VIOIF_ETH_ALEN] = { 0x02, 0, 0, 0, 0, 0x01 };
+static const uint8_t net_default_dst[VIOIF_ETH_ALEN] = { 0x02, 0, 0, 0, 0, 0x02 };
+
+/* Options of the actions that send test frames (send, pingpong). */
+static struct {
+	char *size, *size_min, *size_max, *dst, *src;
+} net_tx_o;
+
+static GOptionEntry net_tx_entries[] = {
+	{ "size", 0, 0, G_OPTION_ARG_STRING, &net_tx_o.size,
+	  "Bytes per frame, 60..1514 (default: every size in turn)", "B" },
+	{ "size-min", 0, 0, G_OPTION_ARG_STRING, &net_tx_o.size_min,
+	  "Smallest frame (default 60)", "B" },
+	{ "size-max", 0, 0, G_OPTION_ARG_STRING, &net_tx_o.size_max,
+	  "Largest frame (default 1514)", "B" },
+	{ "dst", 0, 0, G_OPTION_ARG_STRING, &net_tx_o.dst,
+	  "Destination MAC (default 02:00:00:00:00:02)", "MAC" },
+	{ "src", 0, 0, G_OPTION_ARG_STRING, &net_tx_o.src,
+	  "Source MAC (default: the device's, else 02:00:00:00:00:01)", "MAC" },
+	{ NULL },
+};
+
+/* Parses an action's options, the sender's too if tx. */
+static void net_parse(const char *action, const char *summary, GOptionEntry *entries,
+		      bool tx, int argc, char **argv)
+{
+	GOptionEntry *sets[] = { entries, tx ? net_tx_entries : NULL, net_common_entries };
+
+	action_parse("net", action, summary, sets, G_N_ELEMENTS(sets), argc, argv);
+}
+
+static void net_format_mac(const uint8_t *m, char out[18])
+{
+	g_snprintf(out, 18, "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3],
+		   m[4], m[5]);
+}
+
+/* Checks the common options and attaches vioif. */
+static void net_attach(struct viod_fe *fe, struct vioif *sc)
+{
+	struct vioif_opts o;
+	char names[96];
+
+	if (net_o.queues < 1 || net_o.queues > (int)VIOIF_MAX_QUEUE_PAIRS)
+		die(EXIT_USAGE, "--queues: expected 1..%u, got %d", VIOIF_MAX_QUEUE_PAIRS,
+		    net_o.queues);
+	check_queue_size(net_o.queue_size);
+	if (net_o.queue_size < 2)
+		die(EXIT_USAGE, "--queue-size: expected >= 2, got %d", net_o.queue_size);
+	vioif_opts_init(&o);
+	o.nqueue_pairs = (unsigned int)net_o.queues;
+	o.queue_size = (uint16_t)net_o.queue_size;
+	if (net_o.rx_buf_size)
+		o.rx_buf_size = (uint32_t)size_arg("rx-buf-size", net_o.rx_buf_size,
+						   VIOIF_HDR_MAX + 1, VIOIF_MAX_RX_BUF_SIZE);
+	o.no_mrg_rxbuf = net_o.no_mrg_rxbuf;
+	if (o.no_mrg_rxbuf && o.rx_buf_size < VIOIF_HDR_MAX + VIOIF_FRAME_MAX)
+		die(EXIT_USAGE, "--rx-buf-size %u: without MRG_RXBUF a buffer must hold a "
+		    "header and a whole frame (%u bytes)", o.rx_buf_size,
+		    VIOIF_HDR_MAX + VIOIF_FRAME_MAX);
+	o.timeout_ms = g.timeout_ms;
+
+	fe_start(fe);
+	attach_check(fe, vioif_attach(sc, fe, &o), "vioif attach");
+	feature_names(net_features, G_N_ELEMENTS(net_features), sc->features, names,
+		      sizeof(names));
+	verbose("net: features %s, header %u bytes, %u queue pairs of %u entries, "
+		"rx buffers of %u bytes", names, sc->hdr_len, sc->npairs,
+		sc->opts.queue_size, sc->opts.rx_buf_size);
+	if ((unsigned int)net_o.queues > sc->npairs)
+		verbose("net: asked for %d queue pairs, the device gives %u", net_o.queues,
+			sc->npairs);
+}
+
+static void net_finish(struct viod_fe *fe, struct vioif *sc)
+{
+	verbose("net: tx %" PRIu64 " frames %" PRIu64 " bytes (%" PRIu64 " waits for a "
+		"slot); rx %" PRIu64 " frames %" PRIu64 " bytes in %" PRIu64 " buffers, %"
+		PRIu64 " merged, %" PRIu64 " oversize, %" PRIu64 " runt",
+		sc->st.tx_frames, sc->st.tx_bytes, sc->st.tx_waits, sc->st.rx_frames,
+		sc->st.rx_bytes, sc->st.rx_buffers, sc->st.rx_merged, sc->st.rx_oversize,
+		sc->st.rx_runt);
+	for (unsigned int i = 0; i < sc->npairs; i++)
+		verbose("net: pair %u: tx %" PRIu64 " frames, rx %" PRIu64 " frames", i,
+			sc->qp[i].tx_frames, sc->qp[i].rx_frames);
+	vioif_detach(sc);
+	fe_finish(fe);
+}
+
+/* --dst / --src: a MAC, or the default. */
+static void net_mac_arg(const char *name, const char *s, const uint8_t *dflt,
+			uint8_t mac[VIOIF_ETH_ALEN])
+{
+	if (!s) {
+		memcpy(mac, dflt, VIOIF_ETH_ALEN);
+		return;
+	}
+	if (!vioif_parse_mac(s, mac))
+		die(EXIT_USAGE, "--%s: expected a MAC like 02:00:00:00:00:01, got '%s'",
+		    name, s);
+}
+
+/* What a sender of test frames puts in them. */
+struct net_tx {
+	uint32_t size_min, size_max;
+	uint8_t dst[VIOIF_ETH_ALEN], src[VIOIF_ETH_ALEN];
+	uint8_t frame[VIOIF_FRAME_MAX];
+};
+
+/* The sender's options, before attach (exits 2 on a bad one). */
+static void net_tx_args(struct net_tx *t)
+{
+	t->size_min = VIOIF_FRAME_MIN;
+	t->size_max = VIOIF_FRAME_MAX;
+	if (net_tx_o.size && (net_tx_o.size_min || net_tx_o.size_max))
+		die(EXIT_USAGE, "--size and --size-min/--size-max are exclusive");
+	if (net_tx_o.size)
+		t->size_min = t->size_max = (uint32_t)u64_arg("size", net_tx_o.size,
+							      VIOIF_FRAME_MIN, VIOIF_FRAME_MAX);
+	if (net_tx_o.size_min)
+		t->size_min = (uint32_t)u64_arg("size-min", net_tx_o.size_min,
+						VIOIF_FRAME_MIN, VIOIF_FRAME_MAX);
+	if (net_tx_o.size_max)
+		t->size_max = (uint32_t)u64_arg("size-max", net_tx_o.size_max,
+						VIOIF_FRAME_MIN, VIOIF_FRAME_MAX);
+	if (t->size_min > t->size_max)
+		die(EXIT_USAGE, "--size-min %u is above --size-max %u", t->size_min,
+		    t->size_max);
+	net_mac_arg("dst", net_tx_o.dst, net_default_dst, t->dst);
+}
+
+/* After attach: the source MAC, --src, else the device's, else ours. */
+static void net_tx_src(struct net_tx *t, const struct vioif *sc)
+{
+	net_mac_arg("src", net_tx_o.src, sc->cfg.has_mac ? sc->cfg.mac : net_default_src,
+		    t->src);
+}
+
+/*
+ * Sends test frame seq on pair seq % npairs; its length cycles through
+ * every size of the range, spread. Returns the length; exits 1 on failure.
+ */
+static size_t net_tx_one(struct net_tx *t, struct viod_fe *fe, struct vioif *sc,
+			 uint32_t seq, const char *what)
+{
+	size_t len = t->size_min + (size_t)((uint64_t)seq * 997u %
+					    (t->size_max - t->size_min + 1));
+	int r;
+
+	vioif_frame_fill(t->frame, len, t->dst, t->src, seq);
+	r = vioif_send(sc, seq % sc->npairs, t->frame, len);
+	if (r < 0)
+		fe_die(fe, r, what);
+	return len;
+}
+
+static int net_info(int argc, char **argv)
+{
+	struct viod_fe fe;
+	struct vioif sc;
+	char names[96], mac[18];
+
+	net_parse("info", "- attach and report the network device", NULL, false, argc,
+		  argv);
+	net_attach(&fe, &sc);
+	feature_names(net_features, G_N_ELEMENTS(net_features), sc.features, names,
+		      sizeof(names));
+	printf("features_acked=0x%016" PRIx64 "\n", fe.features_acked);
+	printf("features=%s\n", names);
+	printf("hdr_len=%u\n", sc.hdr_len);
+	printf("mrg_rxbuf=%d\n", (int)(sc.features >> VIRTIO_NET_F_MRG_RXBUF & 1));
+	printf("queue_pairs=%u\n", sc.npairs);
+	if (sc.cfg.has_max_pairs)
+		printf("max_queue_pairs=%u\n", sc.cfg.max_pairs);
+	else if (fe.queue_num)
+		printf("max_queue_pairs=%" PRIu64 "\n", fe.queue_num);
+	else
+		printf("max_queue_pairs=-\n");
+	if (sc.cfg.has_mac) {
+		net_format_mac(sc.cfg.mac, mac);
+		printf("mac=%s\n", mac);
+	} else {
+		printf("mac=-\n");
+	}
+	if (sc.cfg.has_status)
+		printf("status=%u\nlink=%s\n", sc.cfg.status,
+		       sc.cfg.status & VIRTIO_NET_S_LINK_UP ? "up" : "down");
+	else
+		printf("status=-\n");
+	if (sc.cfg.has_mtu)
+		printf("mtu=%u\n", sc.cfg.mtu);
+	else
+		printf("mtu=-\n");
+	fflush(stdout);
+	net_finish(&fe, &sc);
+	return 0;
+}
+
+static int net_send(int argc, char **argv)
+{
+	g_autofree char *count_s = NULL;
+	GOptionEntry entries[] = {
+		{ "count", 0, 0, G_OPTION_ARG_STRING, &count_s,
+		  "Test frames to send (required)", "N" },
+		{ NULL },
+	};
+	struct net_tx t;
+	uint64_t count, bytes = 0;
+	struct viod_fe fe;
+	struct vioif sc;
+	int64_t start;
+	int r;
+
+	net_parse("send", "- send test frames: sent=N bytes=... seconds=...", entries,
+		  true, argc, argv);
+	if (!count_s)
+		die(EXIT_USAGE, "net send: --count N is required");
+	count = u64_arg("count", count_s, 1, UINT32_MAX);
+	net_tx_args(&t);
+	net_attach(&fe, &sc);
+	net_tx_src(&t, &sc);
+	start = now_ns();
+	for (uint64_t seq = 0; seq < count; seq++)
+		bytes += net_tx_one(&t, &fe, &sc, (uint32_t)seq, "net send");
+	r = vioif_tx_drain(&sc, g.timeout_ms);
+	if (r < 0)
+		fe_die(&fe, r, "net send: drain");
+	printf("sent=%" PRIu64 " bytes=%" PRIu64 " seconds=%.6f\n", count, bytes,
+	       (double)(now_ns() - start) / 1e9);
+	fflush(stdout);
+	net_finish(&fe, &sc);
+	return 0;
+}
+
+/*
+ * Which test frames were seen, by sequence number, for duplicates: a
+ * bitmap that grows with the largest seq seen (up to NET_SEEN_MAX; seqs
+ * beyond are not tracked).
+ */
+#define NET_SEEN_MAX (1u << 24)
+
+struct net_seen {
+	uint64_t *bits;
+	size_t words;
+};
+
+/* Records seq; false if it was seen already. */
+static bool net_seen_add(struct net_seen *s, uint32_t seq)
+{
+	size_t w = seq / 64;
+
+	if (seq >= NET_SEEN_MAX)
+		return true;
+	if (w >= s->words) {
+		size_t n = MAX(w + 1, s->words * 2);
+
+		s->bits = g_realloc(s->bits, n * sizeof(*s->bits));
+		memset(s->bits + s->words, 0, (n - s->words) * sizeof(*s->bits));
+		s->words = n;
+	}
+	if (s->bits[w] >> (seq % 64) & 1)
+		return false;
+	s->bits[w] |= 1ull << (seq % 64);
+	return true;
+}
+
+/* Whether a received frame is good: an intact test frame, seq < limit
+ * (0: any), not seen before. */
+static bool net_frame_good(struct net_seen *seen, const uint8_t *f, size_t len,
+			   uint64_t limit)
+{
+	uint32_t seq;
+
+	if (!vioif_frame_check(f, len, &seq))
+		return false;
+	if (limit && seq >= limit)
+		return false;
+	return net_seen_add(seen, seq);
+}
+
+static int net_recv(int argc, char **argv)
+{
+	g_autofree char *count_s = NULL;
+	int timeout_ms = 10000;
+	gboolean any = FALSE;
+	GOptionEntry entries[] = {
+		{ "count", 0, 0, G_OPTION_ARG_STRING, &count_s,
+		  "Frames to receive (required)", "N" },
+		{ "timeout-ms", 0, 0, G_OPTION_ARG_INT, &timeout_ms,
+		  "Deadline for all N, from attach (default 10000)", "T" },
+		{ "any", 0, 0, G_OPTION_ARG_NONE, &any,
+		  "Count every frame, test frame or not, unchecked", NULL },
+		{ NULL },
+	};
+	g_autofree uint8_t *buf = g_malloc(VIOIF_MAX_RX_BUF_SIZE);
+	struct net_seen seen = { 0 };
+	uint64_t count, got = 0, bad = 0, bytes = 0;
+	struct viod_fe fe;
+	struct vioif sc;
+	int64_t deadline;
+	int r = 0;
+
+	net_parse("recv", "- receive and check test frames: received=N bad=M bytes=...",
+		  entries, false, argc, argv);
+	if (!count_s)
+		die(EXIT_USAGE, "net recv: --count N is required");
+	count = u64_arg("count", count_s, 1, UINT32_MAX);
+	if (timeout_ms < 0)
+		die(EXIT_USAGE, "--timeout-ms: expected >= 0, got %d", timeout_ms);
+	net_attach(&fe, &sc);
+	deadline = now_ns() + (int64_t)timeout_ms * 1000000;
+	while (got < count) {
+		int64_t left = (deadline - now_ns()) / 1000000;
+		size_t len;
+
+		if (left <= 0)
+			break;
+		r = vioif_recv(&sc, buf, VIOIF_MAX_RX_BUF_SIZE, &len, NULL, (int)left);
+		if (r < 0)
+			fe_die(&fe, r, "net recv");
+		if (r == 0)
+			break;
+		got++;
+		bytes += len;
+		if (!any && !net_frame_good(&seen, buf, len, count))
+			bad++;
+	}
+	g_free(seen.bits);
+	printf("received=%" PRIu64 " bad=%" PRIu64 " bytes=%" PRIu64 "\n", got, bad, bytes);
+	fflush(stdout);
+	net_finish(&fe, &sc);
+	if (bad)
+		die(EXIT_RUNTIME, "net recv: %" PRIu64 " of %" PRIu64 " frames are not intact "
+		    "test frames (or repeat one)", bad, got);
+	if (got < count)
+		die(EXIT_RUNTIME, "net recv: %" PRIu64 " of %" PRIu64 " frames within %d ms",
+		    got, count, timeout_ms);
+	return 0;
+}
+
+static int net_echo(int argc, char **argv)
+{
+	g_autofree char *count_s = NULL;
+	int timeout_ms = -1;
+	GOptionEntry entries[] = {
+		{ "count", 0, 0, G_OPTION_ARG_STRING, &count_s,
+		  "Stop after N frames (default: until SIGINT/SIGTERM)", "N" },
+		{ "timeout-ms", 0, 0, G_OPTION_ARG_INT, &timeout_ms,
+		  "Stop after T ms without a frame (default: never)", "T" },
+		{ NULL },
+	};
+	g_autofree uint8_t *buf = g_malloc(VIOIF_MAX_RX_BUF_SIZE);
+	uint64_t count = 0, echoed = 0, bytes = 0, skipped = 0;
+	struct sigaction sa;
+	struct viod_fe fe;
+	struct vioif sc;
+	int64_t idle_since;
+	int r;
+
+	net_parse("echo", "- send every frame back with the MACs swapped: echoed=N bytes=...",
+		  entries, false, argc, argv);
+	if (count_s)
+		count = u64_arg("count", count_s, 1, UINT64_MAX);
+	if (timeout_ms < -1)
+		die(EXIT_USAGE, "--timeout-ms: expected >= 0, got %d", timeout_ms);
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_stop_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	net_attach(&fe, &sc);
+	idle_since = now_ns();
+	while (!stop_signal && (count == 0 || echoed < count)) {
+		unsigned int qp;
+		size_t len;
+
+		/* Short waits: a signal is seen within 100 ms. */
+		r = vioif_recv(&sc, buf, VIOIF_MAX_RX_BUF_SIZE, &len, &qp, 100);
+		if (r < 0)
+			fe_die(&fe, r, "net echo: recv");
+		if (r == 0) {
+			if (timeout_ms >= 0 && now_ns() - idle_since >= (int64_t)timeout_ms * 1000000)
+				break;
+			continue;
+		}
+		idle_since = now_ns();
+		if (len > VIOIF_FRAME_MAX) {
+			skipped++;
+			continue;
+		}
+		vioif_frame_swap_macs(buf);
+		r = vioif_send(&sc, qp, buf, len);
+		if (r < 0)
+			fe_die(&fe, r, "net echo: send");
+		echoed++;
+		bytes += len;
+	}
+	r = vioif_tx_drain(&sc, g.timeout_ms);
+	if (r < 0)
+		fe_die(&fe, r, "net echo: drain");
+	printf("echoed=%" PRIu64 " bytes=%" PRIu64 "\n", echoed, bytes);
+	fflush(stdout);
+	if (skipped)
+		verbose("net echo: %" PRIu64 " frames above %u bytes not sent back", skipped,
+			VIOIF_FRAME_MAX);
+	net_finish(&fe, &sc);
+	if (count && echoed < count && !stop_signal)
+		die(EXIT_RUNTIME, "net echo: %" PRIu64 " of %" PRIu64 " frames, then %d ms "
+		    "without one", echoed, count, timeout_ms);
+	return 0;
+}
+
+static int net_pingpong(int argc, char **argv)
+{
+	g_autofree char *count_s = NULL, *window_s = NULL;
+	int timeout_ms = 5000;
+	GOptionEntry entries[] = {
+		{ "count", 0, 0, G_OPTION_ARG_STRING, &count_s,
+		  "Test frames to send and get back (required)", "N" },
+		{ "window", 0, 0, G_OPTION_ARG_STRING, &window_s,
+		  "Frames out at once (default: what one rx ring holds)", "W" },
+		{ "timeout-ms", 0, 0, G_OPTION_ARG_INT, &timeout_ms,
+		  "Give up after T ms without a frame back (default 5000)", "T" },
+		{ NULL },
+	};
+	g_autofree uint8_t *buf = g_malloc(VIOIF_MAX_RX_BUF_SIZE);
+	uint64_t count, window = 0, sent = 0, got = 0, bad = 0, bytes = 0;
+	unsigned int per_frame;
+	struct net_seen seen = { 0 };
+	struct net_tx t;
+	struct viod_fe fe;
+	struct vioif sc;
+	int64_t start;
+	int r;
+
+	net_parse("pingpong", "- send test frames to a peer that bounces them (testpmd "
+		  "macswap, net echo) and check each one back: sent=N received=N bad=M "
+		  "bytes=... seconds=...", entries, true, argc, argv);
+	if (!count_s)
+		die(EXIT_USAGE, "net pingpong: --count N is required");
+	count = u64_arg("count", count_s, 1, UINT32_MAX);
+	net_tx_args(&t);
+	if (window_s)
+		window = u64_arg("window", window_s, 1, UINT32_MAX);
+	if (timeout_ms < 0)
+		die(EXIT_USAGE, "--timeout-ms: expected >= 0, got %d", timeout_ms);
+	net_attach(&fe, &sc);
+	net_tx_src(&t, &sc);
+	/* No more frames out than one rx ring can take at once: a peer that
+	 * finds no rx buffer drops the frame, and a peer may send them all
+	 * back on one queue pair. */
+	per_frame = 1;
+	if (sc.features >> VIRTIO_NET_F_MRG_RXBUF & 1)
+		per_frame = (sc.hdr_len + t.size_max + sc.opts.rx_buf_size - 1) /
+			    sc.opts.rx_buf_size;
+	if (!window)
+		window = MAX(sc.opts.queue_size / per_frame, 1u);
+	start = now_ns();
+	while (got < count) {
+		size_t len;
+
+		for (; sent < count && sent - got < window; sent++)
+			net_tx_one(&t, &fe, &sc, (uint32_t)sent, "net pingpong: send");
+		r = vioif_recv(&sc, buf, VIOIF_MAX_RX_BUF_SIZE, &len, NULL, timeout_ms);
+		if (r < 0)
+			fe_die(&fe, r, "net pingpong: recv");
+		if (r == 0)
+			break;
+		got++;
+		bytes += len;
+		if (!net_frame_good(&seen, buf, len, count))
+			bad++;
+	}
+	g_free(seen.bits);
+	printf("sent=%" PRIu64 " received=%" PRIu64 " bad=%" PRIu64 " bytes=%" PRIu64
+	       " seconds=%.6f\n", sent, got, bad, bytes, (double)(now_ns() - start) / 1e9);
+	fflush(stdout);
+	net_finish(&fe, &sc);
+	if (bad)
+		die(EXIT_RUNTIME, "net pingpong: %" PRIu64 " of %" PRIu64 " frames back are "
+		    "not intact test frames (or repeat one)", bad, got);
+	if (got < count)
+		die(EXIT_RUNTIME, "net pingpong: %" PRIu64 " of %" PRIu64 " frames back, then "
+		    "%d ms without one", got, count, timeout_ms);
+	return 0;
+}
+
+static const struct action net_actions[] = {
+	{ "info", net_info },
+	{ "send", net_send },
+	{ "recv", net_recv },
+	{ "echo", net_echo },
+	{ "pingpong", net_pingpong },
+};
+
+#define NET_ACTIONS "info, send, recv, echo, pingpong"
+
+static int cmd_net(int argc, char **argv)
+{
+	return run_action("net", net_actions, G_N_ELEMENTS(net_actions), NET_ACTIONS, argc,
+			  argv);
+}
+
+static const struct action commands[] = {
 	{ "info", cmd_info },
 	{ "rng", cmd_rng },
 	{ "rng-stream", cmd_rng_stream },
 	{ "balloon", cmd_balloon },
 	{ "blk", cmd_blk },
+	{ "net", cmd_net },
 };
 
 int main(int argc, char **argv)
@@ -1426,6 +1986,14 @@ int main(int argc, char **argv)
 		"      raw --type T [--sector N] [--in-len B] [--out-len B] [--seg-*]\n"
 		"      bench [--rw randread|randwrite] [--bs SIZE] [--seconds S | --requests N]\n"
 		"            [--region-mb M] [--region-start-mb M] [--seed S]\n"
+		"  net ACTION [--queues Q] [--queue-size N] [--rx-buf-size B] [--no-mrg-rxbuf]\n"
+		"             [ACTION OPTIONS]; ACTION is one of\n"
+		"      info\n"
+		"      send --count N [--size B | --size-min B --size-max B] [--dst MAC] [--src MAC]\n"
+		"      recv --count N [--timeout-ms T] [--any]\n"
+		"      echo [--count N] [--timeout-ms T]\n"
+		"      pingpong --count N [--size B | --size-min B --size-max B] [--window W]\n"
+		"               [--timeout-ms T] [--dst MAC] [--src MAC]\n"
 		"\n'vioguest COMMAND --help' describes a command's options.\n"
 		"Exit status: 0 success, 1 runtime failure, 2 bad arguments.\n");
 	/* Stop at the command: its options belong to it. */
@@ -1433,7 +2001,7 @@ int main(int argc, char **argv)
 	g_option_context_add_main_entries(ctx, entries, NULL);
 	parse_or_die(ctx, &argc, &argv);
 	if (argc < 2)
-		die(EXIT_USAGE, "missing COMMAND (info, rng, rng-stream, balloon, blk); see --help");
+		die(EXIT_USAGE, "missing COMMAND (info, rng, rng-stream, balloon, blk, net); see --help");
 
 	for (size_t i = 0; i < G_N_ELEMENTS(commands); i++) {
 		if (strcmp(argv[1], commands[i].name) == 0) {
@@ -1443,5 +2011,5 @@ int main(int argc, char **argv)
 			return commands[i].fn(argc - 1, argv + 1);
 		}
 	}
-	die(EXIT_USAGE, "unknown command '%s' (info, rng, rng-stream, balloon, blk)", argv[1]);
+	die(EXIT_USAGE, "unknown command '%s' (info, rng, rng-stream, balloon, blk, net)", argv[1]);
 }

@@ -40,6 +40,7 @@ int viod_fe_init(struct viod_fe *fe, const struct viod_fe_opts *opts)
 
 	memset(fe, 0, sizeof(*fe));
 	fe->sock = fe->backend_fd = fe->memfd = fe->inflight.fd = -1;
+	fe->queue_num_unit = 1;
 	if (opts)
 		fe->opts = *opts;
 	else

@@ -23,8 +23,10 @@ static inline void fe_cpu_relax(void)
 
 static unsigned int fe_queue_limit(const struct viod_fe *fe)
 {
-	if (fe->queue_num && fe->queue_num < VIOD_FE_MAX_QUEUES)
-		return (unsigned int)fe->queue_num;
+	uint64_t unit = fe->queue_num_unit ? fe->queue_num_unit : 1;
+
+	if (fe->queue_num && fe->queue_num < VIOD_FE_MAX_QUEUES / unit)
+		return (unsigned int)(fe->queue_num * unit);
 	return VIOD_FE_MAX_QUEUES;
 }
 
@@ -164,6 +166,31 @@ struct viod_vqd *viod_fe_vqd(struct viod_fe *fe, unsigned int idx)
 	struct viod_fe_queue *q = fe_queue(fe, idx);
 
 	return q ? &q->vqd : NULL;
+}
+
+int viod_fe_take_slot(struct viod_fe *fe, unsigned int idx, unsigned int nslots,
+		      const char *who, unsigned int *slot, uint32_t *len)
+{
+	struct viod_vqd *vqd = viod_fe_vqd(fe, idx);
+	void *cookie;
+	uintptr_t c;
+	int r;
+
+	if (!vqd)
+		return viod_fe_error(fe, -EIO, "%s: queue %u is not set up", who, idx);
+	r = viod_vqd_get_used(vqd, &cookie, len);
+	if (r == 0)
+		return 0;
+	if (r < 0)
+		return viod_fe_error(fe, -EIO, "%s: queue %u: device returned a bad used "
+				     "entry (id not in flight or len above the bytes posted)",
+				     who, idx);
+	c = (uintptr_t)cookie;
+	if (c == 0 || c > nslots)
+		return viod_fe_error(fe, -EIO, "%s: queue %u: used entry for no slot",
+				     who, idx);
+	*slot = (unsigned int)(c - 1);
+	return 1;
 }
 
 int viod_fe_kick(struct viod_fe *fe, unsigned int idx)

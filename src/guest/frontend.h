@@ -156,6 +156,11 @@ struct viod_fe {
 	uint64_t pf_offered;
 	uint64_t pf_acked;
 	uint64_t queue_num;       /* GET_QUEUE_NUM, 0 if not asked */
+	unsigned int queue_num_unit; /* queues one unit of queue_num stands
+				   * for: 1 (viod_fe_init's), or 2 for
+				   * virtio-net, whose back-ends count queue
+				   * pairs (QEMU's net/vhost-user.c, DPDK);
+				   * a driver sets it before negotiating */
 	uint64_t max_mem_slots;   /* GET_MAX_MEM_SLOTS, 0 if not asked */
 	uint8_t status;           /* last status sent */
 	bool handshaken;          /* once-per-connection steps done */
@@ -286,6 +291,18 @@ int viod_fe_queue_setup(struct viod_fe *fe, unsigned int idx, uint16_t num);
 
 /* The driver-side ring of a set-up queue, or NULL. */
 struct viod_vqd *viod_fe_vqd(struct viod_fe *fe, unsigned int idx);
+
+/*
+ * Takes one used entry of queue idx for a driver whose chain cookies are
+ * slot numbers + 1: 1 with the slot (< nslots) in *slot and used.len in
+ * *len, 0 if none, -EIO (reason recorded, prefixed with who) if the
+ * queue is not set up, the ring refuses the entry (used.id not
+ * outstanding, used.len above the bytes posted: virtio/vq.h; the ring is
+ * then broken) or the cookie is no slot. Whether the slot was in use is
+ * the driver's to check.
+ */
+int viod_fe_take_slot(struct viod_fe *fe, unsigned int idx, unsigned int nslots,
+		      const char *who, unsigned int *slot, uint32_t *len);
 
 /*
  * Kicks queue idx if the device wants it: 1 kicked, 0 not needed (or the

@@ -396,25 +396,13 @@ static unsigned int ld_slot(const struct ld_queue *q)
  */
 static int ld_take(struct ld *sc, struct ld_queue *q, unsigned int *s, uint32_t *len)
 {
-	struct viod_vqd *vqd = viod_fe_vqd(sc->fe, q->idx);
-	uintptr_t c;
-	void *cookie;
-	int r;
+	int r = viod_fe_take_slot(sc->fe, q->idx, sc->opts.queue_depth, "ld", s, len);
 
-	if (!vqd)
-		return ld_broken(sc, -EIO);
-	r = viod_vqd_get_used(vqd, &cookie, len);
-	if (r == 0)
-		return 0;
-	if (r < 0)
-		return ld_broken(sc, viod_fe_error(sc->fe, -EIO,
-			"ld: queue %u: device returned a bad used entry "
-			"(id not in flight or len > posted)", q->idx));
-	c = (uintptr_t)cookie;
-	if (c == 0 || c > sc->opts.queue_depth || !q->reqs[c - 1].busy)
+	if (r <= 0)
+		return r < 0 ? ld_broken(sc, r) : 0;
+	if (!q->reqs[*s].busy)
 		return ld_broken(sc, viod_fe_error(sc->fe, -EIO,
 			"ld: queue %u: completion of a request not in flight", q->idx));
-	*s = (unsigned int)(c - 1);
 	q->reqs[*s].busy = false;
 	q->free_reqs[q->nfree++] = *s;
 	q->requests++;

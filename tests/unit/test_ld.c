@@ -104,8 +104,10 @@ static uint8_t fake_zero(struct fake *f, const struct iovec *iov, unsigned int n
 }
 
 /* Serves one chain; returns the used length to push. */
-static uint32_t fake_request(struct fake *f, unsigned int qi, const struct viod_vq_chain *c)
+static uint32_t fake_request(struct test_fake *fk, unsigned int qi,
+			     const struct viod_vq_chain *c)
 {
+	struct fake *f = fk->opaque;
 	struct iovec *iov = f->fk.elem->iov;
 	struct virtio_blk_outhdr hdr;
 	unsigned int nsegs, ndata_in;
@@ -194,31 +196,12 @@ static uint32_t fake_request(struct fake *f, unsigned int qi, const struct viod_
 	}
 }
 
-/* As a device does: serve, ask for kicks again, re-check (a chain made
- * available before the driver saw the request is not kicked). */
 static void fake_kick(struct test_fake *fk, unsigned int qi)
 {
 	struct fake *f = fk->opaque;
-	struct viod_vq *vq = &fk->q[qi].vq;
-	struct viod_vq_chain c;
 
-	if (atomic_load(&f->hold))
-		return;
-	do {
-		while (viod_vq_pop_iov(vq, &c, fk->elem->iov, VIOD_VQ_MAX_IOV) > 0) {
-			viod_vq_push(vq, c.head, fake_request(f, qi, &c));
-			test_fake_call(fk, qi);
-		}
-		viod_vq_set_notify(vq, true);
-	} while (viod_vq_pending(vq) > 0);
-}
-
-static size_t fake_config(struct test_fake *fk, uint8_t buf[VU_MAX_CONFIG_SIZE])
-{
-	const struct fake *f = fk->opaque;
-
-	memcpy(buf, &f->cfg, sizeof(f->cfg));
-	return sizeof(f->cfg);
+	if (!atomic_load(&f->hold))
+		test_fake_serve(fk, qi, fake_request);
 }
 
 /* The default device: 1 MiB, 4 queues, every feature ld takes but RO
@@ -244,27 +227,30 @@ static void fake_defaults(struct fake *f)
 }
 
 static const struct test_fake_ops fake_ops = {
-	.config = fake_config,
 	.kick = fake_kick,
 };
 
-static int fake_start(struct fake *f, const char *tag)
+/* Starts the fake (f scripted already) and connects fe to it. */
+static int fake_start(struct fake *f, const char *tag, struct viod_fe *fe)
 {
 	char path[108];
+	int r;
 
 	atomic_store(&f->status_override, -1);
-	f->disk = calloc(FAKE_SECTORS, 512);
-	if (!f->disk)
-		return -1;
 	f->fk.features = TEST_FAKE_FEATURES | f->offered;
 	f->fk.protocol_features = (1ull << VU_PF_REPLY_ACK) | (1ull << VU_PF_CONFIG) |
 				  (1ull << VU_PF_MQ);
 	f->fk.queue_num = f->queue_num;
 	f->fk.nqueues = FAKE_QUEUES;
+	f->fk.config = &f->cfg;
+	f->fk.config_size = sizeof(f->cfg);
 	f->fk.ops = &fake_ops;
 	f->fk.opaque = f;
 	snprintf(path, sizeof(path), "/tmp/test-ld-%d-%s.sock", (int)getpid(), tag);
-	return test_fake_start(&f->fk, path);
+	r = test_fake_connect(&f->fk, path, fe, 16u << 20, 2);
+	/* Nothing reads the disk before ld attaches. */
+	f->disk = calloc(FAKE_SECTORS, 512);
+	return r < 0 ? r : f->disk ? 0 : -1;
 }
 
 static void fake_stop(struct fake *f)
@@ -279,20 +265,11 @@ static void fake_stop(struct fake *f)
 static int attach(struct fake *f, struct viod_fe *fe, struct ld *sc, const char *tag,
 		  const struct ld_opts *o)
 {
-	struct viod_fe_opts fo;
 	struct ld_opts lo;
 	int r;
 
 	memset(sc, 0, sizeof(*sc));
-	viod_fe_opts_init(&fo);
-	fo.mem_size = 16u << 20;
-	fo.nregions = 2;
-	fo.timeout_ms = 3000;
-	if (viod_fe_init(fe, &fo) < 0)
-		return -1;
-	if (fake_start(f, tag) < 0)
-		return -1;
-	r = viod_fe_connect(fe, f->fk.path);
+	r = fake_start(f, tag, fe);
 	if (r < 0)
 		return r;
 	if (!o) {

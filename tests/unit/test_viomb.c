@@ -300,13 +300,15 @@ static const struct test_fake_ops fake_ops = {
 	.idle = fake_idle,
 };
 
-static int fake_start(struct fake *f, const char *tag)
+/* Starts the fake (f scripted already) and connects fe to it, guest
+ * memory mem bytes in regions regions. */
+static int fake_start(struct fake *f, const char *tag, struct viod_fe *fe, size_t mem,
+		      unsigned int regions)
 {
 	char path[108];
+	int r;
 
-	f->in_balloon = calloc(FAKE_MAX_PFN, 1);
-	if (!f->in_balloon)
-		return -1;
+	f->fe = fe;
 	f->fk.features = TEST_FAKE_FEATURES | f->offered;
 	f->fk.protocol_features = (1ull << VU_PF_REPLY_ACK) | (1ull << VU_PF_CONFIG);
 	if (!f->no_backend_channel)
@@ -315,7 +317,10 @@ static int fake_start(struct fake *f, const char *tag)
 	f->fk.ops = &fake_ops;
 	f->fk.opaque = f;
 	snprintf(path, sizeof(path), "/tmp/test-viomb-%d-%s.sock", (int)getpid(), tag);
-	return test_fake_start(&f->fk, path);
+	r = test_fake_connect(&f->fk, path, fe, mem, regions);
+	/* Nothing reads it before viomb attaches. */
+	f->in_balloon = calloc(FAKE_MAX_PFN, 1);
+	return r < 0 ? r : f->in_balloon ? 0 : -1;
 }
 
 static void fake_stop(struct fake *f)
@@ -385,20 +390,10 @@ static unsigned int fake_stats_bufs_when(struct fake *f, unsigned int n)
 static int attach(struct fake *f, struct viod_fe *fe, struct viomb *sc,
 		  const char *tag, uint64_t want, size_t mem, unsigned int regions)
 {
-	struct viod_fe_opts fo;
 	struct viomb_opts o;
 	int r;
 
-	viod_fe_opts_init(&fo);
-	fo.mem_size = mem;
-	fo.nregions = regions;
-	fo.timeout_ms = 3000;
-	if (viod_fe_init(fe, &fo) < 0)
-		return -1;
-	f->fe = fe;
-	if (fake_start(f, tag) < 0)
-		return -1;
-	r = viod_fe_connect(fe, f->fk.path);
+	r = fake_start(f, tag, fe, mem, regions);
 	if (r < 0)
 		return r;
 	viomb_opts_init(&o);
