@@ -5,7 +5,8 @@
 # both, reads the guest's entropy, has balloonctl inflate the guest's
 # balloon by 64 MiB and deflate it again while the guest reports its own
 # counters, then runs the viornd reference driver on the same rng socket
-# without restarting viod.
+# without restarting viod, and two vioif reference drivers exchanging
+# frames through viod's switch.
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -27,6 +28,8 @@ trap cleanup EXIT
 ctl=$tmp/control
 build/viod --verbose --control "$ctl" --device "rng,id=rng0,socket=$tmp/rng0.sock" \
 	--device "balloon,id=balloon0,socket=$tmp/balloon0.sock,stats-interval=1" \
+	--device "net,id=net0,socket=$tmp/net0.sock,backend=switch:lan,mac=52:54:00:00:00:10" \
+	--device "net,id=net1,socket=$tmp/net1.sock,backend=switch:lan,mac=52:54:00:00:00:11" \
 	2>"$tmp/viod.log" &
 viod_pid=$!
 for _ in $(seq 100); do [ -S "$ctl" ] && break; sleep 0.05; done
@@ -70,6 +73,20 @@ done < <(tools/guest/run-guest.sh --qemu "$qemu" --memory 512 \
 
 echo "== the viornd reference driver on the same rng socket"
 build/tools/vioguest --socket "$tmp/rng0.sock" rng --bytes 32 --hex
+
+echo "== two vioif reference drivers through viod's switch: net1 echoes what net0 sends"
+build/tools/vioguest --socket "$tmp/net1.sock" net echo --count 1000 &
+echo_pid=$!
+for _ in $(seq 100); do
+	f=$(build/tools/viod-store --socket "$ctl" read /devices/net1/features)
+	[ "$((f))" -ne 0 ] && break # negotiated: its switch port is up
+	sleep 0.05
+done
+build/tools/vioguest --socket "$tmp/net0.sock" net pingpong --count 1000 --dst 52:54:00:00:00:11
+wait "$echo_pid"
+for k in tx/packets rx/packets drops/dst-full; do
+	echo "net0 $k: $(build/tools/viod-store --socket "$ctl" read /devices/net0/$k)"
+done
 
 echo "== viod's log"
 kill "$viod_pid"
