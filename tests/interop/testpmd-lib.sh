@@ -19,12 +19,14 @@
 # testpmd gets --file-prefix viod-PID-NAME (DPDK's runtime directory and
 # memory files, which pmd_cleanup removes), so runs never collide.
 #
-# pmd_start NAME FWD_CPU VDEV [TESTPMD_ARG...]: starts testpmd on lcores
+# pmd_start NAME FWD_CPU VDEVS [TESTPMD_ARG...]: starts testpmd on lcores
 #   0,1 with its forwarding lcore on CPU FWD_CPU (the main lcore, idle in
-#   the prompt, on the other), no hugepages, --auto-start; 0 once its
-#   prompt is up (30 s at most).
+#   the prompt, on the other), no hugepages, --auto-start, one port per
+#   vdev in VDEVS (separated by white space, so no socket path may hold
+#   any); 0 once its prompt is up (30 s at most).
 # pmd_nic NAME / pmd_stop NAME: print "RX_PACKETS TX_PACKETS RX_BYTES
-#   TX_BYTES" (bytes 0 where testpmd prints none), 1 on timeout.
+#   TX_BYTES" (bytes 0 where testpmd prints none), 1 on timeout; pmd_nic
+#   reads the last port's block (pmd_block reads the others' after it).
 # pmd_quit NAME: quit, or kill after 10 s. pmd_cleanup: kill what is left.
 # within SECONDS CMD...: CMD every 50 ms until it succeeds, 1 after the
 #   deadline.
@@ -49,8 +51,10 @@ within() {
 pmd_alive() { [ -n "${pmd_pid[$1]:-}" ] && kill -0 "${pmd_pid[$1]}" 2>/dev/null; }
 
 pmd_start() {
-	local name=$1 cpu=$2 vdev=$3 fd
+	local name=$1 cpu=$2 vdevs=() vl v fd
 
+	read -ra vl <<<"$3"
+	for v in "${vl[@]}"; do vdevs+=(--vdev "$v"); done
 	shift 3
 	rm -f "$dir/$name.in"
 	mkfifo "$dir/$name.in" || return 1
@@ -58,7 +62,7 @@ pmd_start() {
 	pmd_fd[$name]=$fd
 	pmd_names+=("$name")
 	stdbuf -oL "$TESTPMD" -l 0,1 --main-lcore $((1 - cpu)) --no-pci --no-huge -m 512 \
-		--file-prefix="$pmd_prefix-$name" --vdev "$vdev" -- -i --no-mlockall \
+		--file-prefix="$pmd_prefix-$name" "${vdevs[@]}" -- -i --no-mlockall \
 		--total-num-mbufs=8192 --auto-start "$@" \
 		<"$dir/$name.in" >"$dir/$name.log" 2>&1 {fd}>&- &
 	pmd_pid[$name]=$!
@@ -78,7 +82,7 @@ pmd_block() {
 		index($0, h) { n++; rx = rb = tb = 0; tx = "-"; inb = 1; next }
 		inb && /RX-packets:/ { rx = $2; if ($5 == "RX-bytes:") rb = $6 }
 		inb && /TX-packets:/ { tx = $2; if ($5 == "TX-bytes:") tb = $6; inb = 0 }
-		END { print n + 0, rx + 0, tx, rb + 0, tb + 0 }' "$1"
+		END { printf "%d %.0f %s %.0f %.0f\n", n, rx, tx, rb, tb }' "$1"
 }
 
 # A block past COUNT is complete.
@@ -113,7 +117,7 @@ pmd_quit() {
 	if ! within 10 eval "! pmd_alive $1"; then
 		kill -KILL "${pmd_pid[$1]}" 2>/dev/null
 	fi
-	wait "${pmd_pid[$1]}" 2>/dev/null
+	wait "${pmd_pid[$1]}" 2>/dev/null || true
 	unset "pmd_pid[$1]"
 }
 
