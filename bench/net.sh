@@ -43,13 +43,7 @@ command -v "$TESTPMD" >/dev/null || { echo "bench: $TESTPMD not found (tools/ins
 dir=$(mktemp -d "${TMPDIR:-/tmp}/viod-bench-net.XXXXXX")
 ctl=$dir/ctl
 viod_pid=""
-viod_stop() {
-	if [ -n "$viod_pid" ]; then
-		kill "$viod_pid" 2>/dev/null || true
-		wait "$viod_pid" 2>/dev/null || true
-	fi
-	viod_pid=""
-}
+viod_stop() { reap "$viod_pid"; viod_pid=""; }
 trap 'set +e; pmd_cleanup; viod_stop; rm -rf "$dir"' EXIT
 trap 'exit 1' INT TERM HUP
 hz=$(getconf CLK_TCK)

@@ -30,6 +30,8 @@
 # pmd_quit NAME: quit, or kill after 10 s. pmd_cleanup: kill what is left.
 # within SECONDS CMD...: CMD every 50 ms until it succeeds, 1 after the
 #   deadline.
+# reap PID [SIGNAL]: sends SIGNAL (default TERM, "-" none) to a child of
+#   this shell, SIGKILL if it still runs 10 s later, and waits for it.
 
 TESTPMD=${TESTPMD:-dpdk-testpmd}
 declare -A pmd_pid=() pmd_fd=()
@@ -48,7 +50,18 @@ within() {
 	done
 }
 
-pmd_alive() { [ -n "${pmd_pid[$1]:-}" ] && kill -0 "${pmd_pid[$1]}" 2>/dev/null; }
+alive() { [ -n "$1" ] && kill -0 "$1" 2>/dev/null; }
+
+reap() {
+	local pid=$1 sig=${2:-TERM}
+
+	[ -n "$pid" ] || return 0
+	if [ "$sig" != - ]; then kill "-$sig" "$pid" 2>/dev/null || true; fi
+	if ! within 10 eval "! alive $pid"; then kill -KILL "$pid" 2>/dev/null || true; fi
+	wait "$pid" 2>/dev/null || true
+}
+
+pmd_alive() { alive "${pmd_pid[$1]:-}"; }
 
 pmd_start() {
 	local name=$1 cpu=$2 vdevs=() vl v fd
@@ -114,10 +127,7 @@ pmd_quit() {
 	pmd_cmd "$1" quit
 	exec {fd}>&-
 	unset "pmd_fd[$1]"
-	if ! within 10 eval "! pmd_alive $1"; then
-		kill -KILL "${pmd_pid[$1]}" 2>/dev/null
-	fi
-	wait "${pmd_pid[$1]}" 2>/dev/null || true
+	reap "${pmd_pid[$1]}" -
 	unset "pmd_pid[$1]"
 }
 
@@ -126,12 +136,9 @@ pmd_cleanup() {
 
 	[ "$(id -u)" -eq 0 ] || rundir=${XDG_RUNTIME_DIR:-/tmp}/dpdk
 	for name in "${!pmd_pid[@]}"; do
-		kill -TERM "${pmd_pid[$name]}" 2>/dev/null
+		reap "${pmd_pid[$name]}"
 	done
-	for name in "${!pmd_pid[@]}"; do
-		within 5 eval "! pmd_alive $name" || kill -KILL "${pmd_pid[$name]}" 2>/dev/null
-		wait "${pmd_pid[$name]}" 2>/dev/null
-	done
+	pmd_pid=()
 	for name in "${pmd_names[@]}"; do
 		rm -rf "${rundir:?}/$pmd_prefix-$name"
 	done

@@ -22,6 +22,7 @@ viod=${1:?usage: testpmd-viod.sh VIOD VIOD_STORE}
 store=${2:?usage: testpmd-viod.sh VIOD VIOD_STORE}
 here=$(cd "$(dirname "$0")" && pwd)
 
+. "$here/../tap.sh"
 . "$here/testpmd-lib.sh"
 if ! command -v "$TESTPMD" >/dev/null 2>&1; then
 	echo "1..0 # SKIP $TESTPMD not installed (Debian package dpdk)"
@@ -33,30 +34,16 @@ done
 
 dir=$(mktemp -d "${TMPDIR:-/tmp}/viod-testpmd.XXXXXX") || exit 1
 viod_pid=""
-cleanup() {
-	pmd_cleanup
-	if [ -n "$viod_pid" ]; then
-		kill "$viod_pid" 2>/dev/null
-		wait "$viod_pid" 2>/dev/null
-	fi
-	rm -rf "$dir"
-}
-trap cleanup EXIT
+trap 'pmd_cleanup; reap "$viod_pid"; rm -rf "$dir"' EXIT
 trap 'exit 1' INT TERM HUP PIPE
 
-n=0
-fails=0
-ok() { n=$((n + 1)); echo "ok $n - $*"; }
-not_ok() { n=$((n + 1)); fails=$((fails + 1)); echo "not ok $n - $*"; }
-check() { local desc=$1; shift; if "$@"; then ok "$desc"; else not_ok "$desc"; fi; }
-bail() {
-	echo "Bail out! $*"
+logs() {
 	for f in "$dir"/*.log; do
 		echo "# --- ${f##*/}"
 		tail -n 30 "$f" | sed 's/^/# /'
 	done
-	exit 1
 }
+bail() { echo "Bail out! $*"; logs; exit 1; }
 
 ctl=$dir/ctl
 # st DEV KEY: one counter; 0 if it cannot be read.
@@ -178,11 +165,5 @@ wait "$viod_pid"
 rc=$?
 viod_pid=""
 check "viod exits 0 on SIGTERM" [ "$rc" -eq 0 ]
-if [ "$fails" -gt 0 ]; then
-	for f in "$dir"/*.log; do
-		echo "# --- ${f##*/}"
-		tail -n 30 "$f" | sed 's/^/# /'
-	done
-fi
-echo "1..$n"
-[ "$fails" -eq 0 ]
+[ "$fails" -eq 0 ] || logs
+tap_end
