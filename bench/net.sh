@@ -23,13 +23,16 @@
 #
 # Usage: bench/net.sh [BUILD_DIR]
 # Environment: BENCH_SECONDS (per run, default 5), BENCH_SIZES ("64 1500"),
-# TESTPMD (default dpdk-testpmd).
+# BENCH_ROUNDS (default 1: rounds of every run, alternating the back ends;
+# each figure is then the run with the median rate: on a machine shared
+# with other work, 3 or more), TESTPMD (default dpdk-testpmd).
 # Target: viod >= 0.7x DPDK vhost's packets per second at 64 bytes.
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$top/build}
 secs=${BENCH_SECONDS:-5}
+rounds=${BENCH_ROUNDS:-1}
 sizes=${BENCH_SIZES:-64 1500}
 viod=$build/viod
 store=$build/tools/viod-store
@@ -132,54 +135,67 @@ receiver() { pmd_start rx 1 "net_virtio_user0,path=$dir/$1.sock,queues=1" --forw
 	die "the receiving testpmd did not start"; }
 
 declare -A res
-for size in $sizes; do
-	echo "bench: $size-byte frames into viod" >&2
-	viod_start a
-	client a "$size"
-	res[viod/$size]=$(measure count_viod_tx "$viod_pid")
-	pmd_quit tx
-	viod_stop
+for round in $(seq "$rounds"); do
+	for size in $sizes; do
+		echo "bench: round $round, $size-byte frames into viod" >&2
+		viod_start a
+		client a "$size"
+		res[viod/$size/$round]=$(measure count_viod_tx "$viod_pid")
+		pmd_quit tx
+		viod_stop
 
-	echo "bench: $size-byte frames into DPDK's vhost PMD" >&2
-	rm -f "$dir/vh.sock"
-	pmd_start vh 0 "net_vhost0,iface=$dir/vh.sock,queues=1" --forward-mode=rxonly ||
-		die "the vhost testpmd did not start"
-	client vh "$size"
-	res[dpdk/$size]=$(measure count_vhost_rx "${pmd_pid[vh]}")
-	pmd_quit tx
-	pmd_quit vh
+		echo "bench: $size-byte frames into DPDK's vhost PMD" >&2
+		rm -f "$dir/vh.sock"
+		pmd_start vh 0 "net_vhost0,iface=$dir/vh.sock,queues=1" --forward-mode=rxonly ||
+			die "the vhost testpmd did not start"
+		client vh "$size"
+		res[dpdk/$size/$round]=$(measure count_vhost_rx "${pmd_pid[vh]}")
+		pmd_quit tx
+		pmd_quit vh
 
-	echo "bench: $size-byte frames through viod's switch, a to b" >&2
-	viod_start a b
-	receiver b
-	client a "$size"
-	res[switch/$size]=$(measure count_switch "$viod_pid")
-	pmd_quit tx
-	pmd_quit rx
-	viod_stop
+		echo "bench: $size-byte frames through viod's switch, a to b" >&2
+		viod_start a b
+		receiver b
+		client a "$size"
+		res[switch/$size/$round]=$(measure count_switch "$viod_pid")
+		pmd_quit tx
+		pmd_quit rx
+		viod_stop
 
-	echo "bench: $size-byte frames through DPDK's vhost PMD, port 0 to port 1" >&2
-	rm -f "$dir/vh0.sock" "$dir/vh1.sock"
-	pmd_start vh 0 "net_vhost0,iface=$dir/vh0.sock,queues=1 net_vhost1,iface=$dir/vh1.sock,queues=1" \
-		--forward-mode=io || die "the vhost testpmd did not start"
-	receiver vh1
-	client vh0 "$size"
-	res[dpdksw/$size]=$(measure count_vhost_switch "${pmd_pid[vh]}")
-	pmd_quit tx
-	pmd_quit rx
-	pmd_quit vh
+		echo "bench: $size-byte frames through DPDK's vhost PMD, port 0 to port 1" >&2
+		rm -f "$dir/vh0.sock" "$dir/vh1.sock"
+		pmd_start vh 0 "net_vhost0,iface=$dir/vh0.sock,queues=1 net_vhost1,iface=$dir/vh1.sock,queues=1" \
+			--forward-mode=io || die "the vhost testpmd did not start"
+		receiver vh1
+		client vh0 "$size"
+		res[dpdksw/$size/$round]=$(measure count_vhost_switch "${pmd_pid[vh]}")
+		pmd_quit tx
+		pmd_quit rx
+		pmd_quit vh
+	done
 done
+
+# median KEY: the run of KEY whose rate (third field over the first) is
+# the median of its rounds.
+median() {
+	local r
+
+	for r in $(seq "$rounds"); do echo "${res[$1/$r]}"; done |
+		awk '{ print $3 / $1, $0 }' | sort -g -k1,1 |
+		awk '{ l[NR] = $0 } END { m = l[int((NR + 1) / 2)]; sub(/^[^ ]+ /, "", m); print m }'
+}
 
 # row SECONDS CPU PACKETS BYTES: "pps Gbit/s cpu-s/Mpkt"
 row() { awk -v s="$1" -v c="$2" -v p="$3" -v b="$4" 'BEGIN {
 	printf "%10.0f %7.2f %9.2f", p / s, b * 8 / s / 1e9, (p > 0 ? c * 1e6 / p : 0) }'; }
 
-printf '\nvirtio-net, DPDK virtio-user testpmd txonly as the client, %s s per run (%s CPUs; back end on CPU 0, client on CPU 1)\n' "$secs" "$(nproc)"
+printf '\nvirtio-net, DPDK virtio-user testpmd txonly as the client, %s s per run, median of %s round(s) (%s CPUs; back end on CPU 0, client on CPU 1)\n' \
+	"$secs" "$rounds" "$(nproc)"
 printf '(i) into the back end: viod (one switch port) vs DPDK vhost PMD (testpmd rxonly)\n'
 printf '%5s | %10s %7s %9s | %10s %7s %9s | %6s %6s\n' size "viod pps" Gbit/s cpu/Mpkt "dpdk pps" Gbit/s cpu/Mpkt pps× cpu×
 for size in $sizes; do
-	read -r vs vc vp vb <<<"${res[viod/$size]}"
-	read -r ds dc dp db <<<"${res[dpdk/$size]}"
+	read -r vs vc vp vb <<<"$(median "viod/$size")"
+	read -r ds dc dp db <<<"$(median "dpdk/$size")"
 	printf '%5d | %s | %s | ' "$size" "$(row "$vs" "$vc" "$vp" "$vb")" "$(row "$ds" "$dc" "$dp" "$db")"
 	awk -v vs="$vs" -v vc="$vc" -v vp="$vp" -v ds="$ds" -v dc="$dc" -v dp="$dp" 'BEGIN {
 		vr = vp / vs; dr = dp / ds
@@ -190,8 +206,8 @@ printf '     viod'"'"'s switch a->b vs DPDK vhost PMD io forwarding port 0->1\n'
 printf '%5s | %10s %10s %7s %6s %9s | %10s %10s %7s %6s %9s | %6s\n' size "viod in" "viod out" Gbit/s drop% cpu/Mpkt \
 	"dpdk in" "dpdk out" Gbit/s drop% cpu/Mpkt out×
 for size in $sizes; do
-	read -r vs vc vout vb vin vd <<<"${res[switch/$size]}"
-	read -r ds dc dout db din dd <<<"${res[dpdksw/$size]}"
+	read -r vs vc vout vb vin vd <<<"$(median "switch/$size")"
+	read -r ds dc dout db din dd <<<"$(median "dpdksw/$size")"
 	awk -v size="$size" -v vs="$vs" -v vc="$vc" -v vout="$vout" -v vb="$vb" -v vin="$vin" -v vd="$vd" \
 		-v ds="$ds" -v dc="$dc" -v dout="$dout" -v db="$db" -v din="$din" -v dd="$dd" 'BEGIN {
 		printf "%5d | %10.0f %10.0f %7.2f %6.1f %9.2f | %10.0f %10.0f %7.2f %6.1f %9.2f | %5.2fx\n", size,
