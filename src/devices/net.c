@@ -138,8 +138,8 @@ static void csum_finish(struct net_frame *f)
 	uint32_t start = le16toh(f->hdr.csum_start), off = le16toh(f->hdr.csum_offset);
 	uint16_t c;
 
-	f->data[start + off] = 0;
-	f->data[start + off + 1] = 0;
+	/* The field holds the pseudo-header sum the sender seeded: it is
+	 * part of the sum, not cleared first. */
 	c = (uint16_t)~csum_fold(f->data + start, f->len - start);
 	if (c == 0 && off == 6) /* UDP: 0 means "no checksum" (RFC 768) */
 		c = 0xffff;
