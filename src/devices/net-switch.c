@@ -3,10 +3,15 @@
  * names it (backend=switch:NAME), so guests reach each other with no root
  * and no host interface.
  *
- * Each port has one bounded inbound queue (a lock-free multi-producer
- * ring of fixed cells, D. Vyukov's sequence-numbered design): a sender's
- * transmit handler copies a frame into a cell of each destination, its
- * receive handler copies cells into the guest's buffers. Nothing is ever
+ * Each port has one bounded inbound queue per queue pair (a lock-free
+ * multi-producer ring of fixed cells, D. Vyukov's sequence-numbered
+ * design), consumed by that pair's receive queue alone: a sender's
+ * transmit handler copies a frame into a cell of each destination, the
+ * receive handler copies cells into the guest's buffers. A flow goes to
+ * the pair its receiver last transmitted it on (virtio 1.2, 5.1.6.5.5,
+ * automatic receive steering: a small table per port, indexed by a
+ * direction-independent hash of addresses and ports), else to pair 0, so
+ * a TCP connection is never spread over queues and reordered. Nothing is ever
  * copied from or into guest memory while a cell is claimed or a shared
  * counter is held: a transmitted frame is first copied into the sender's
  * own scratch buffer, so a front-end that truncates its memory under a
@@ -52,20 +57,28 @@ struct net_cell {
 	uint8_t data[NET_SW_INLINE];
 };
 
+/* An inbound queue: many senders, one consumer (its receive queue). */
+struct net_inq {
+	struct net_cell *cells;
+	atomic_uint_fast64_t enq;
+	atomic_uint_fast64_t deq;
+	atomic_uint occ[NET_SW_MAX_PORTS]; /* cells held per sender */
+};
+
+#define NET_SW_FLOWS 256u
+
 struct net_port {
 	struct net_switch *sw;
 	struct viod_dev *dev;
 	unsigned int idx;
+	unsigned int pairs;
 	atomic_bool open;
 	atomic_bool up;
 	atomic_uint macs;         /* addresses learned on this port */
 
-	/* The inbound queue. */
-	struct net_cell *cells;
-	atomic_uint_fast64_t enq;
-	atomic_uint_fast64_t deq;  /* the consumer's (one at a time) */
-	atomic_bool consuming;
-	atomic_uint occ[NET_SW_MAX_PORTS]; /* cells held per sender */
+	struct net_inq inq[NET_MAX_PAIRS];
+	/* Flow hash -> the pair this port's guest last sent the flow on. */
+	_Atomic uint8_t flow_pair[NET_SW_FLOWS];
 
 	/* Per pair, the transmit worker's scratch copy of a frame. */
 	uint8_t *scratch[NET_MAX_PAIRS];
@@ -94,17 +107,17 @@ static unsigned int quota(const struct net_switch *sw)
 }
 
 /* Copies f into a cell of dst; false if dst is full or from's quota spent. */
-static bool enqueue(struct net_port *dst, unsigned int from, const struct net_frame *f)
+static bool enqueue(struct net_switch *sw, struct net_inq *dst, unsigned int from,
+		    const struct net_frame *f)
 {
 	struct net_cell *c;
 	uint64_t pos;
 
 	/* A flood mostly finds its share spent: tell without a locked
 	 * instruction, so dropping costs less than forwarding. */
-	if (atomic_load_explicit(&dst->occ[from], memory_order_relaxed) >= quota(dst->sw))
+	if (atomic_load_explicit(&dst->occ[from], memory_order_relaxed) >= quota(sw))
 		return false;
-	if (atomic_fetch_add_explicit(&dst->occ[from], 1, memory_order_relaxed) >=
-	    quota(dst->sw))
+	if (atomic_fetch_add_explicit(&dst->occ[from], 1, memory_order_relaxed) >= quota(sw))
 		goto full;
 	pos = atomic_load_explicit(&dst->enq, memory_order_relaxed);
 	for (;;) {
@@ -141,7 +154,7 @@ full:
 }
 
 /* The oldest cell, or NULL; the caller is the only consumer. */
-static struct net_cell *peek(struct net_port *p, uint64_t *pos)
+static struct net_cell *peek(struct net_inq *p, uint64_t *pos)
 {
 	struct net_cell *c;
 
@@ -152,7 +165,7 @@ static struct net_cell *peek(struct net_port *p, uint64_t *pos)
 	return c;
 }
 
-static void consume(struct net_port *p, struct net_cell *c, uint64_t pos)
+static void consume(struct net_inq *p, struct net_cell *c, uint64_t pos)
 {
 	g_free(c->big);
 	c->big = NULL;
@@ -166,9 +179,75 @@ void net_switch_port_flush(struct net_port *p)
 	struct net_cell *c;
 	uint64_t pos;
 
-	while ((c = peek(p, &pos)))
-		consume(p, c, pos);
-	atomic_store(&p->consuming, false);
+	for (unsigned int i = 0; i < p->pairs; i++)
+		while ((c = peek(&p->inq[i], &pos)))
+			consume(&p->inq[i], c, pos);
+}
+
+/* ---- flows ---- */
+
+/*
+ * A hash of the frame's flow that is the same both ways (addresses and
+ * ports taken in order), so a reply finds the pair its request left on;
+ * 0 for what is not TCP or UDP over IP.
+ */
+static unsigned int flow_hash(const struct net_frame *f)
+{
+	const uint8_t *d = f->data;
+	uint32_t l3 = NET_ETH_HLEN, alen, l4, h = 2166136261u;
+	uint16_t eth = (uint16_t)(d[12] << 8 | d[13]);
+	const uint8_t *a, *b;
+	uint8_t proto;
+
+	if (eth == 0x8100 && f->len >= NET_ETH_HLEN + NET_VLAN_HLEN) {
+		eth = (uint16_t)(d[16] << 8 | d[17]);
+		l3 += NET_VLAN_HLEN;
+	}
+	if (eth == 0x0800 && f->len >= l3 + 20) {
+		proto = d[l3 + 9];
+		alen = 4;
+		a = d + l3 + 12;
+		l4 = l3 + (d[l3] & 0x0fu) * 4u;
+	} else if (eth == 0x86dd && f->len >= l3 + 40) {
+		proto = d[l3 + 6];
+		alen = 16;
+		a = d + l3 + 8;
+		l4 = l3 + 40;
+	} else {
+		return 0;
+	}
+	if ((proto != 6 && proto != 17) || f->len < l4 + 4)
+		return 0;
+	b = a + alen;
+	if (memcmp(a, b, alen) > 0 ||
+	    (!memcmp(a, b, alen) && memcmp(d + l4, d + l4 + 2, 2) > 0)) {
+		const uint8_t *t = a;
+
+		a = b;
+		b = t;
+	}
+	for (uint32_t i = 0; i < alen; i++)
+		h = (h ^ a[i]) * 16777619u;
+	for (uint32_t i = 0; i < alen; i++)
+		h = (h ^ b[i]) * 16777619u;
+	/* Ports in the same order as the addresses. */
+	if (a == d + l3 + (alen == 4 ? 12 : 8)) {
+		h = (h ^ d[l4]) * 16777619u, h = (h ^ d[l4 + 1]) * 16777619u;
+		h = (h ^ d[l4 + 2]) * 16777619u, h = (h ^ d[l4 + 3]) * 16777619u;
+	} else {
+		h = (h ^ d[l4 + 2]) * 16777619u, h = (h ^ d[l4 + 3]) * 16777619u;
+		h = (h ^ d[l4]) * 16777619u, h = (h ^ d[l4 + 1]) * 16777619u;
+	}
+	h ^= proto;
+	return (h ^ (h >> 8) ^ (h >> 16)) & (NET_SW_FLOWS - 1);
+}
+
+/* The pair of d that flow hash h should be received on. */
+static unsigned int steer(struct net_port *d, unsigned int h)
+{
+	unsigned int pr = atomic_load_explicit(&d->flow_pair[h], memory_order_relaxed);
+
+	return pr < d->pairs ? pr : 0;
 }
 
 /* ---- learning ---- */
@@ -264,13 +343,33 @@ static bool port_takes(struct net_port *d)
 	return d && atomic_load_explicit(&d->up, memory_order_acquire);
 }
 
+/* Receive queues that got frames in one handler call, to wake. */
+struct touched {
+	uint64_t ports;
+	uint16_t pairs[NET_SW_MAX_PORTS];
+};
+
+static void deliver(struct net_port *p, struct net_port *d, unsigned int to,
+		    struct net_frame *f, unsigned int h, struct touched *t, unsigned int qidx)
+{
+	unsigned int pr = steer(d, h);
+
+	if (!enqueue(p->sw, &d->inq[pr], p->idx, f)) {
+		net_count_drop(viod_dev_priv(p->dev), qidx, NET_DROP_DST_FULL);
+		return;
+	}
+	t->ports |= 1ull << to;
+	t->pairs[to] |= (uint16_t)(1u << pr);
+}
+
 /*
- * Sends f from port p to where its destination lives (or everywhere),
- * marking the ports that got a frame in *touched; counts drops on queue
- * qidx of p's device (none for frames from the control thread).
+ * Sends f (flow hash h) from port p to where its destination lives (or
+ * everywhere), noting the receive queues that got a frame in *t; counts
+ * drops on queue qidx of p's device (none for frames from the control
+ * thread).
  */
-static void forward(struct net_port *p, struct net_frame *f, uint64_t *touched,
-		    unsigned int qidx)
+static void forward(struct net_port *p, struct net_frame *f, unsigned int h,
+		    struct touched *t, unsigned int qidx)
 {
 	struct net_switch *sw = p->sw;
 	struct net *n = viod_dev_priv(p->dev);
@@ -288,10 +387,8 @@ static void forward(struct net_port *p, struct net_frame *f, uint64_t *touched,
 			return; /* never back out of the port it came in */
 		if (!port_takes(d))
 			net_count_drop(n, qidx, NET_DROP_LINK_DOWN);
-		else if (!enqueue(d, p->idx, f))
-			net_count_drop(n, qidx, NET_DROP_DST_FULL);
 		else
-			*touched |= 1ull << to;
+			deliver(p, d, (unsigned int)to, f, h, t, qidx);
 		return;
 	}
 	for (uint64_t m = atomic_load_explicit(&sw->up_mask, memory_order_acquire) &
@@ -299,27 +396,22 @@ static void forward(struct net_port *p, struct net_frame *f, uint64_t *touched,
 		unsigned int i = (unsigned int)__builtin_ctzll(m);
 		struct net_port *d = atomic_load_explicit(&sw->ports[i], memory_order_acquire);
 
-		if (!port_takes(d))
-			continue;
-		if (!enqueue(d, p->idx, f))
-			net_count_drop(n, qidx, NET_DROP_DST_FULL);
-		else
-			*touched |= 1ull << i;
+		if (port_takes(d))
+			deliver(p, d, i, f, h, t, qidx);
 	}
 }
 
-/* Has every port in touched look at its inbound queue. */
-static void wake(struct net_switch *sw, uint64_t touched)
+/* Has every receive queue in t look at its inbound queue. */
+static void wake(struct net_switch *sw, const struct touched *t)
 {
-	while (touched) {
-		unsigned int i = (unsigned int)__builtin_ctzll(touched);
+	for (uint64_t m = t->ports; m; m &= m - 1) {
+		unsigned int i = (unsigned int)__builtin_ctzll(m);
 		struct net_port *d = atomic_load_explicit(&sw->ports[i], memory_order_acquire);
 
-		touched &= touched - 1;
 		if (!port_takes(d))
 			continue;
-		for (unsigned int pr = 0; pr < viod_dev_num_queues(d->dev) / 2u; pr++)
-			viod_dev_queue_wake(d->dev, 2 * pr);
+		for (unsigned int pm = t->pairs[i]; pm; pm &= pm - 1)
+			viod_dev_queue_wake(d->dev, 2u * (unsigned int)__builtin_ctz(pm));
 	}
 }
 
@@ -329,14 +421,17 @@ enum viod_serve net_switch_tx(struct viod_dev *dev, struct viod_queue *q)
 	struct net_port *p = n->port;
 	unsigned int qi = viod_queue_index(q), pair = qi / 2u, done = 0;
 	size_t hlen = (size_t)atomic_load_explicit(&n->hdr_len, memory_order_relaxed);
-	uint64_t touched = 0;
+	struct touched t;
 	struct viod_req *r;
 
 	if (!p->scratch[pair])
 		p->scratch[pair] = g_malloc(NET_GSO_FRAME_MAX);
+	t.ports = 0;
+	memset(t.pairs, 0, sizeof(t.pairs));
 	while (done < NET_BUDGET && (r = viod_queue_pop(q))) {
 		struct net_frame f = { .data = p->scratch[pair] };
 		enum net_drop why;
+		unsigned int h;
 
 		done++;
 		if (r->out_len < hlen) {
@@ -354,7 +449,12 @@ enum viod_serve net_switch_tx(struct viod_dev *dev, struct viod_queue *q)
 		viod_iov_to_buf(r->iov, r->out_num, hlen, f.data, f.len);
 		viod_queue_complete(q, r, 0);
 		f.hdr.flags &= (uint8_t)~VIRTIO_NET_HDR_F_DATA_VALID;
-		forward(p, &f, &touched, qi);
+		h = flow_hash(&f);
+		/* Replies of this flow come back on this pair. */
+		if (p->pairs > 1 && h &&
+		    atomic_load_explicit(&p->flow_pair[h], memory_order_relaxed) != pair)
+			atomic_store_explicit(&p->flow_pair[h], (uint8_t)pair, memory_order_relaxed);
+		forward(p, &f, h, &t, qi);
 		atomic_store_explicit(&n->qs[qi].packets,
 				      atomic_load_explicit(&n->qs[qi].packets, memory_order_relaxed) + 1,
 				      memory_order_relaxed);
@@ -362,8 +462,8 @@ enum viod_serve net_switch_tx(struct viod_dev *dev, struct viod_queue *q)
 				      atomic_load_explicit(&n->qs[qi].bytes, memory_order_relaxed) + f.len,
 				      memory_order_relaxed);
 	}
-	if (touched)
-		wake(p->sw, touched);
+	if (t.ports)
+		wake(p->sw, &t);
 	if (done)
 		viod_dev_counters_changed(dev);
 	return done ? VIOD_SERVE_PROGRESS : VIOD_SERVE_IDLE;
@@ -373,19 +473,16 @@ enum viod_serve net_switch_rx(struct viod_dev *dev, struct viod_queue *q)
 {
 	struct net *n = viod_dev_priv(dev);
 	struct net_port *p = n->port;
+	struct net_inq *in = &p->inq[viod_queue_index(q) / 2u];
 	unsigned int done = 0;
 	bool stalled = false;
 
-	/* Another receive queue of this port (another worker) is at it; it
-	 * is woken again by the next frame. */
-	if (atomic_exchange_explicit(&p->consuming, true, memory_order_acquire))
-		return VIOD_SERVE_BLOCKED;
 	while (done < NET_BUDGET) {
 		struct net_cell *c;
 		struct net_frame f;
 		uint64_t pos;
 
-		c = peek(p, &pos);
+		c = peek(in, &pos);
 		if (!c)
 			break;
 		f = (struct net_frame){ .hdr = c->hdr, .len = c->len,
@@ -394,10 +491,9 @@ enum viod_serve net_switch_rx(struct viod_dev *dev, struct viod_queue *q)
 			stalled = true;
 			break;
 		}
-		consume(p, c, pos);
+		consume(in, c, pos);
 		done++;
 	}
-	atomic_store_explicit(&p->consuming, false, memory_order_release);
 	if (done) {
 		viod_dev_counters_changed(dev);
 		return VIOD_SERVE_PROGRESS;
@@ -411,13 +507,13 @@ void net_switch_inject(struct net_port *p, const uint8_t *frame, uint32_t len)
 {
 	uint8_t copy[NET_ETH_MIN];
 	struct net_frame f = { .len = len, .data = copy };
-	uint64_t touched = 0;
+	struct touched t = { 0 };
 
 	if (len > sizeof(copy) || len < NET_ETH_HLEN)
 		return;
 	memcpy(copy, frame, len);
-	forward(p, &f, &touched, UINT32_MAX);
-	wake(p->sw, touched);
+	forward(p, &f, 0, &t, UINT32_MAX);
+	wake(p->sw, &t);
 }
 
 /* ---- ports ---- */
@@ -444,8 +540,8 @@ unsigned int net_switch_port_macs(const struct net_port *p)
 	return atomic_load(&p->macs);
 }
 
-int net_switch_port_open(struct viod_dev *dev, const char *name, struct net_port **out,
-			 GError **err)
+int net_switch_port_open(struct viod_dev *dev, const char *name, unsigned int pairs,
+			 struct net_port **out, GError **err)
 {
 	struct net_switch *sw;
 	struct net_port *p = NULL;
@@ -467,9 +563,12 @@ int net_switch_port_open(struct viod_dev *dev, const char *name, struct net_port
 		p->sw = sw;
 		p->dev = dev;
 		p->idx = i;
-		p->cells = g_new0(struct net_cell, NET_SW_CELLS);
-		for (unsigned int c = 0; c < NET_SW_CELLS; c++)
-			atomic_init(&p->cells[c].seq, c);
+		p->pairs = pairs;
+		for (unsigned int k = 0; k < pairs; k++) {
+			p->inq[k].cells = g_new0(struct net_cell, NET_SW_CELLS);
+			for (unsigned int c = 0; c < NET_SW_CELLS; c++)
+				atomic_init(&p->inq[k].cells[c].seq, c);
+		}
 		atomic_store(&p->open, true);
 		atomic_store(&sw->ports[i], p);
 	}
@@ -507,9 +606,10 @@ void net_switch_port_close(struct net_port *p)
 			if (!q)
 				continue;
 			net_switch_port_flush(q);
-			for (unsigned int k = 0; k < NET_MAX_PAIRS; k++)
+			for (unsigned int k = 0; k < NET_MAX_PAIRS; k++) {
 				g_free(q->scratch[k]);
-			g_free(q->cells);
+				g_free(q->inq[k].cells);
+			}
 			g_free(q);
 		}
 		g_free(sw->name);

@@ -400,7 +400,7 @@ static int net_init(struct viod_dev *dev, GError **err)
 		feat &= ~NET_OFFLOADS;
 	viod_dev_offer_features(dev, feat);
 	if (n->backend == NET_BACKEND_SWITCH)
-		rc = net_switch_port_open(dev, n->backend_name, &n->port, err);
+		rc = net_switch_port_open(dev, n->backend_name, n->pairs, &n->port, err);
 	else
 		rc = net_tap_open(dev, n->backend_name, n->pairs, &n->tap, err);
 	return rc;

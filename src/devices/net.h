@@ -126,8 +126,8 @@ int net_gso_segment(const struct net_frame *f, uint8_t *seg,
 		    int (*emit)(void *opaque, struct net_frame *s), void *opaque);
 
 /* net-switch.c */
-int net_switch_port_open(struct viod_dev *dev, const char *name, struct net_port **out,
-			 GError **err);
+int net_switch_port_open(struct viod_dev *dev, const char *name, unsigned int pairs,
+			 struct net_port **out, GError **err);
 void net_switch_port_close(struct net_port *p);
 /* The front-end came or went: a port without one takes no frames. */
 void net_switch_port_up(struct net_port *p, bool up);
