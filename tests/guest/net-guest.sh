@@ -143,4 +143,13 @@ awk '$1 == "Ip:" || $1 == "Icmp:" || $1 == "Tcp:" || $1 == "Udp:" {
 		if (k[i] ~ /Err|Csum|Discard|Retrans/ && v[i] != 0) line = line " " k[i] "=" v[i]
 	print "# " $1 (line == "" ? " no errors" : line)
 }' /proc/net/snmp
+# TCP's view of loss and reordering (TcpExt), non-zero counters only.
+awk '$1 == "TcpExt:" {
+	if (!seen++) { split($0, k); next }
+	split($0, v); line = ""
+	for (i = 2; i in k; i++)
+		if (k[i] ~ /OFO|Reorder|DSACK|Lost|Spurious|Timeout|Retrans|Drop/ && v[i] != 0)
+			line = line " " k[i] "=" v[i]
+	print "# TcpExt:" (line == "" ? " no loss or reordering" : line)
+}' /proc/net/netstat
 [ "$fails" -eq 0 ]
