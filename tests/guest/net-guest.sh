@@ -3,6 +3,7 @@
 # sh). The kernel command line says what to do:
 #   viod.role=send|recv|tap  viod.ip=ADDR/PREFIX  viod.peer=ADDR
 #   viod.mac=MAC (what eth0 should have)  viod.bytes=N (file size)
+# With N CPUs (N > 1), ping runs on CPU 0 and nc on CPU N-1.
 # Every step that needs the other side waits for a word from the host on
 # the host channel (/dev/ttyS1), never for a fixed time:
 #   all:  eth0 is virtio_net with the expected MAC; address it, bring it
@@ -43,6 +44,14 @@ mac=$(arg mac)
 bytes=$(arg bytes)
 : "${bytes:=0}"
 port=5000
+# With several CPUs (and queue pairs), ping runs on the first CPU and nc
+# on the last, so that both leave by different transmit queues (Linux
+# maps CPU i to queue pair i).
+ncpu=$(nproc)
+first="" last=""
+if [ "$ncpu" -gt 1 ]; then
+	first="taskset -c 0" last="taskset -c $((ncpu - 1))"
+fi
 
 # Opened before the first line the host answers: opening the port drops
 # earlier input.
@@ -62,14 +71,16 @@ sum_of() { sha256sum "$1" | cut -d ' ' -f 1; }
 # send: the file to the peer; nc ends when it has sent it all and the
 # receiver closed.
 send_file() {
-	check "$role: sent $bytes bytes to $peer:$port (nc)" timeout 100 nc -w 30 "$peer" "$port" </tmp/data
+	# shellcheck disable=SC2086 # $last is a command prefix or nothing
+	check "$role: sent $bytes bytes to $peer:$port (nc)" $last timeout 100 nc -w 30 "$peer" "$port" </tmp/data
 }
 # receive: listens until the socket is up, says LISTENING, receives.
 # nc's stdin must not reach EOF (it would half-close and the sender would
 # stop): a FIFO opened read-write never does.
 receive_file() {
 	mkfifo /tmp/nc.in
-	timeout 100 nc -l -p "$port" <>/tmp/nc.in >/tmp/received 2>/tmp/nc.err &
+	# shellcheck disable=SC2086 # $last is a command prefix or nothing
+	$last timeout 100 nc -l -p "$port" <>/tmp/nc.in >/tmp/received 2>/tmp/nc.err &
 	ncpid=$!
 	k=0
 	while ! netstat -ltn 2>/dev/null | grep -q ":$port "; do
@@ -108,7 +119,8 @@ if [ "$bytes" -gt 0 ] && [ "$role" != recv ]; then
 fi
 echo NET-READY
 if wait_host PING; then
-	check "$role: ping $peer (3 replies)" ping -c 3 -w 60 "$peer"
+	# shellcheck disable=SC2086 # $first is a command prefix or nothing
+	check "$role: ping $peer (3 replies)" $first ping -c 3 -w 60 "$peer"
 fi
 echo PING-DONE
 case $role in

@@ -19,19 +19,24 @@ declare -A guest_pid guest_status
 
 # start_guest NAME SOCK MAC APPEND: boots a guest with one virtio-net-pci
 # on the vhost-user socket SOCK, MAC as its address, running net-guest.sh
-# with APPEND (viod.* words) on the kernel command line.
+# with APPEND (viod.* words) on the kernel command line. With queues=N
+# (N > 1), the device has N queue pairs and the guest N CPUs.
 start_guest() {
-	local name=$1 sock=$2 mac=$3 append=$4
+	local name=$1 sock=$2 mac=$3 append=$4 q=${queues:-1}
+	local netdev=vhost-user,id=n0,chardev=c0 device=virtio-net-pci,netdev=n0,mac=$mac
+	if [ "$q" -gt 1 ]; then
+		netdev+=,queues=$q
+		device+=,mq=on,vectors=$((2 * q + 2))
+	fi
 	# Its own session, so that cleanup can end it with its QEMU
 	# (kill_session; setsid execs in place: a background job is no group
 	# leader, so the session's id is the job's pid).
 	# shellcheck disable=SC2054 # commas are QEMU option syntax
 	setsid "$top/tools/guest/run-guest.sh" --kernel "$dir/vmlinuz" --initrd "$dir/initrd.img" \
-		--qemu "$qemu" --timeout "$guest_timeout" --memory 256 \
+		--qemu "$qemu" --timeout "$guest_timeout" --memory 256 --smp "$q" \
 		--script "$here/net-guest.sh" --host-channel "$tmp/host-$name" \
 		--append "console=ttyS0 panic=-1 quiet viod.mac=$mac $append" -- \
-		-chardev "socket,id=c0,path=$sock" -netdev vhost-user,id=n0,chardev=c0 \
-		-device "virtio-net-pci,netdev=n0,mac=$mac" \
+		-chardev "socket,id=c0,path=$sock" -netdev "$netdev" -device "$device" \
 		>"$tmp/$name.console" 2>"$tmp/$name.err" </dev/null &
 	guest_pid[$name]=$!
 	guest_status[$name]=""
@@ -94,6 +99,33 @@ wait_for() {
 	"$@"
 }
 key_gt() { [ "$(key "$1" "$2")" -gt "$3" ]; } # CONTROL KEY VALUE
+
+# check_counters CONTROL DEV QUEUES: DEV's counters in viod's store: rx
+# and tx packets, no bad headers (every drop reason said as a comment),
+# the packets of each queue said, and with QUEUES > 1, packets on every
+# transmit queue (the guest sends from each CPU).
+check_counters() {
+	local ctl=$1 d=$2 queues=$3 k q drops="" per="" idle=""
+	# The store publishes counters within 50 ms of a change.
+	for k in rx/packets tx/packets; do
+		wait_for key_gt "$ctl" "/devices/$d/$k" 0
+		check "$d: $k > 0 ($(key "$ctl" "/devices/$d/$k"))" key_gt "$ctl" "/devices/$d/$k" 0
+	done
+	for k in bad-header runt oversize no-buffers dst-full link-down gso backend; do
+		drops+=" $k=$(key "$ctl" "/devices/$d/drops/$k")"
+	done
+	echo "# $d: drops:$drops"
+	check "$d: drops/bad-header = 0" [ "$(key "$ctl" "/devices/$d/drops/bad-header")" = 0 ]
+	for ((q = 0; q < 2 * queues; q++)); do
+		k=$(key "$ctl" "/devices/$d/queues/$q/packets")
+		per+=" $q:$k"
+		[ $((q % 2)) = 0 ] || [ "$k" -gt 0 ] || idle+=" $q"
+	done
+	echo "# $d: packets per queue:$per"
+	if [ "$queues" -gt 1 ]; then
+		check "$d: every transmit queue carried packets${idle:+ (not:$idle)}" [ -z "$idle" ]
+	fi
+}
 
 # wait_viod_sockets PATH...: viod's sockets exist (5 s), or bail out.
 wait_viod_sockets() {
