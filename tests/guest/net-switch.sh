@@ -20,7 +20,8 @@
 # VIOD_NET_B_OPTS (more options for device a or b, e.g. offloads=off),
 # VIOD_NET_QUEUES (queue pairs of each device and CPUs of each guest,
 # default 1; with more, every transmit queue must carry packets),
-# VIOD_CACHE (see tools/guest/build-guest.sh).
+# VIOD_NET_VERBOSE=1 (viod --verbose), VIOD_CACHE (see
+# tools/guest/build-guest.sh).
 set -uo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)

@@ -20,7 +20,8 @@
 # VIOD_NET_BYTES (file size, default 4 MiB; 0: ping only), VIOD_NET_OPTS
 # (more device options, e.g. offloads=off), VIOD_NET_QUEUES (queue pairs,
 # and the guest's CPUs, default 1; with more, every transmit queue must
-# carry packets), VIOD_CACHE (see tools/guest/build-guest.sh).
+# carry packets), VIOD_NET_VERBOSE=1 (viod --verbose), VIOD_CACHE (see
+# tools/guest/build-guest.sh).
 set -uo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
