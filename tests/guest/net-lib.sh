@@ -143,7 +143,7 @@ wait_viod_sockets() {
 }
 
 # stop_viod: checks that viod is still running, then that it exits 0 on
-# SIGTERM.
+# SIGTERM and logged no sanitizer report.
 stop_viod() {
 	local st state
 	state=$(awk '{ print $3 }' "/proc/$viod_pid/stat" 2>/dev/null)
@@ -153,6 +153,9 @@ stop_viod() {
 	st=$?
 	viod_pid=""
 	check "viod exits 0 on SIGTERM (status $st)" [ "$st" -eq 0 ]
+	# A sanitizer build reports undefined behaviour without failing.
+	check "viod's log has no sanitizer report" \
+		eval "! grep -qE 'runtime error|Sanitizer' '$tmp/viod.log'"
 }
 
 # The logs that explain a failure: each guest's console tail and run-guest
