@@ -17,7 +17,9 @@
  * how many; a checksum the receiver did not offer to finish (no
  * GUEST_CSUM) is finished here, and a segmentation offload it did not
  * accept is done here (net-gso.c; what cannot be segmented is dropped and
- * counted). Used lengths are the bytes written.
+ * counted). An unsegmented frame (or segment) above the receiver's MTU,
+ * once it negotiated MTU, is dropped and counted (5.1.4.2: ports on one
+ * switch may have different MTUs). Used lengths are the bytes written.
  */
 #include "devices/net.h"
 
@@ -206,6 +208,15 @@ static int rx_one(struct viod_dev *dev, struct viod_queue *q, struct net_frame *
 	uint64_t need = hlen + f->len, have = 0, off = 0;
 	unsigned int nb = 0;
 
+	/* A receiver that negotiated MTU never gets an unsegmented frame
+	 * above it (5.1.4.2), whatever the sender's MTU or segment size. */
+	if (f->hdr.gso_type == VIRTIO_NET_HDR_GSO_NONE &&
+	    viod_has_feature(feat, VIRTIO_NET_F_MTU) &&
+	    f->len > (uint64_t)atomic_load_explicit(&n->mtu_now, memory_order_relaxed) +
+			     NET_ETH_HLEN + NET_VLAN_HLEN) {
+		net_count_drop(n, qi, NET_DROP_OVERSIZE);
+		return 0;
+	}
 	if ((f->hdr.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) &&
 	    !viod_has_feature(feat, VIRTIO_NET_F_GUEST_CSUM)) {
 		if ((uint64_t)le16toh(f->hdr.csum_start) + le16toh(f->hdr.csum_offset) + 2 >
