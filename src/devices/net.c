@@ -3,11 +3,12 @@
  * switch: options, config space, the header rules both directions share,
  * the receive path into guest buffers, and the store.
  *
- * Contract (transmit, 5.1.6.2): the header is read once into a local copy
- * and checked against the acked features (NEEDS_CSUM needs CSUM and a
- * checksum field inside the frame; TCPv4/v6 segmentation needs
- * HOST_TSO4/6 and a segment size; ECN and UFO are never offered); a
- * frame shorter than an Ethernet header, or longer than the MTU allows
+ * Contract (transmit, 5.1.6.2): a chain shorter than the header or with
+ * device-writable descriptors is malformed; the header is read once into
+ * a local copy and checked against the acked features (NEEDS_CSUM needs
+ * CSUM and a checksum field inside the frame; TCPv4/v6 segmentation
+ * needs HOST_TSO4/6 and a segment size; ECN and UFO are never offered);
+ * a frame shorter than an Ethernet header, or longer than the MTU allows
  * (64 KiB with segmentation), is dropped and counted, never forwarded.
  *
  * Contract (receive, 5.1.6.3-4): only device-writable descriptors are
