@@ -344,30 +344,24 @@ static void truncated_memory(void)
 	ok(test_rng_serves(sock_a), "A serves again after the truncation");
 }
 
-/* A balloon key from the control store, or -1. */
-static long long balloon_key(const char *key)
+/* Key /devices/DEV/KEY of the control store, or -1. */
+static long long dev_key(const char *dev, const char *key)
 {
-	g_autoptr(GError) err = NULL;
-	g_autoptr(ViodStoreClient) c = viod_store_client_connect(ctl, &err);
-	g_autofree char *path = g_strdup_printf("/devices/c/%s", key);
-	g_autofree char *v = c ? viod_store_client_read(c, path, &err) : NULL;
+	g_autofree char *path = g_strdup_printf("/devices/%s/%s", dev, key);
 
-	return v ? strtoll(v, NULL, 10) : -1;
+	return test_store_ll(ctl, path);
 }
 
 /*
- * A balloon key once it reads want, or its last value after
- * POLL_DEADLINE_MS. viod counts a buffer's PFNs before it returns the
- * buffer; the store shows the counters within its 50 ms refresh.
+ * The key once it reads want, or its last value after POLL_DEADLINE_MS.
+ * viod counts a buffer's PFNs (a frame) before it returns the buffer;
+ * the store shows the counters within its 50 ms refresh.
  */
-static long long balloon_key_when(const char *key, long long want)
+static long long dev_key_when(const char *dev, const char *key, long long want)
 {
-	int64_t end = now_ms() + POLL_DEADLINE_MS;
-	long long v;
+	g_autofree char *path = g_strdup_printf("/devices/%s/%s", dev, key);
 
-	while ((v = balloon_key(key)) != want && now_ms() < end)
-		usleep(10000);
-	return v;
+	return test_store_ll_when(ctl, path, want, POLL_DEADLINE_MS);
 }
 
 /* Posts n PFNs on balloon queue q and waits for the buffer to come back. */
@@ -411,7 +405,7 @@ static void balloon_attacks(void)
 	struct viod_fe fe;
 	uint32_t pfns[4];
 	uint64_t gpa, st = 0;
-	long long errors0 = balloon_key("errors"), v;
+	long long errors0 = dev_key("c", "errors"), v;
 	struct viod_vqd *q;
 
 	if (!balloon_attach(&fe)) {
@@ -426,17 +420,17 @@ static void balloon_attacks(void)
 	pfns[2] = 0xfffffff0u;                           /* far outside memory */
 	pfns[3] = (uint32_t)((fe.regions[0].gpa + fe.regions[0].size) >> 12); /* the hole */
 	ok(balloon_post(&fe, 0, pfns, 4), "balloon: inflate with bad PFNs returned");
-	v = balloon_key_when("errors", 3);
+	v = dev_key_when("c", "errors", 3);
 	ok(v == 3, "balloon: double inflate and 2 bad PFNs counted (%lld)", v);
-	v = balloon_key_when("inflated", 1);
+	v = dev_key_when("c", "inflated", 1);
 	ok(v == 1, "balloon: the one good page is in the balloon (%lld)", v);
 	pfns[0] = pfns[0] + 1; /* never inflated */
 	ok(balloon_post(&fe, 1, pfns, 1), "balloon: deflate of a page never given returned");
-	v = balloon_key_when("errors", 4);
+	v = dev_key_when("c", "errors", 4);
 	ok(v == 4, "balloon: deflate of a page never given counted (%lld)", v);
 	pfns[0] = pfns[0] - 1;
 	ok(balloon_post(&fe, 1, pfns, 1), "balloon: valid deflate still served");
-	v = balloon_key_when("inflated", 0);
+	v = dev_key_when("c", "inflated", 0);
 	ok(v == 0, "balloon: empty again (%lld)", v);
 	check_after("bad PFNs on the balloon");
 
