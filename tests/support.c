@@ -3,16 +3,19 @@
 
 #include <dirent.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
+#include <glib.h>
 #include <linux/virtio_ring.h>
 
 #include "guest/frontend.h"
 #include "guest/viornd.h"
+#include "viod/store.h"
 
 int test_count_fds(void)
 {
@@ -104,4 +107,52 @@ bool test_fake_start_ring(struct viod_vq *vq, const struct viod_mem *mem, uint32
 		     acked >> VIRTIO_RING_F_EVENT_IDX & 1,
 		     acked >> VIRTIO_RING_F_INDIRECT_DESC & 1);
 	return true;
+}
+
+long long test_store_ll(const char *ctl, const char *path)
+{
+	g_autoptr(GError) err = NULL;
+	g_autoptr(ViodStoreClient) c = viod_store_client_connect(ctl, &err);
+	g_autofree char *v = c ? viod_store_client_read(c, path, &err) : NULL;
+
+	return v ? strtoll(v, NULL, 10) : -1;
+}
+
+long long test_store_ll_when(const char *ctl, const char *path, long long want,
+			     int timeout_ms)
+{
+	int64_t end = g_get_monotonic_time() + (int64_t)timeout_ms * 1000;
+	long long v;
+
+	while ((v = test_store_ll(ctl, path)) != want && g_get_monotonic_time() < end)
+		g_usleep(10000);
+	return v;
+}
+
+/* ---- a vioif guest ---- */
+
+bool test_vioif_attach(struct viod_fe *fe, struct vioif *sc, const char *path,
+		       const struct vioif_opts *o)
+{
+	struct viod_fe_opts fo;
+
+	memset(sc, 0, sizeof(*sc));
+	viod_fe_opts_init(&fo);
+	fo.mem_size = 16u << 20;
+	if (viod_fe_init(fe, &fo) < 0) {
+		printf("# vioif on %s: %s\n", path, viod_fe_strerror(fe));
+		return false;
+	}
+	if (viod_fe_connect(fe, path) < 0 || vioif_attach(sc, fe, o) < 0) {
+		printf("# vioif on %s: %s\n", path, viod_fe_strerror(fe));
+		test_vioif_detach(fe, sc);
+		return false;
+	}
+	return true;
+}
+
+void test_vioif_detach(struct viod_fe *fe, struct vioif *sc)
+{
+	vioif_detach(sc);
+	viod_fe_disconnect(fe);
 }

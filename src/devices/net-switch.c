@@ -434,7 +434,8 @@ enum viod_serve net_switch_tx(struct viod_dev *dev, struct viod_queue *q)
 		unsigned int h;
 
 		done++;
-		if (r->out_len < hlen) {
+		/* The transmitq carries device-readable buffers only (5.1.6.2). */
+		if (r->out_len < hlen || r->in_num) {
 			net_count_drop(n, qi, NET_DROP_BAD_HEADER);
 			viod_queue_complete(q, r, 0);
 			continue;

@@ -3,11 +3,12 @@
  * switch: options, config space, the header rules both directions share,
  * the receive path into guest buffers, and the store.
  *
- * Contract (transmit, 5.1.6.2): the header is read once into a local copy
- * and checked against the acked features (NEEDS_CSUM needs CSUM and a
- * checksum field inside the frame; TCPv4/v6 segmentation needs
- * HOST_TSO4/6 and a segment size; ECN and UFO are never offered); a
- * frame shorter than an Ethernet header, or longer than the MTU allows
+ * Contract (transmit, 5.1.6.2): a chain shorter than the header or with
+ * device-writable descriptors is malformed; the header is read once into
+ * a local copy and checked against the acked features (NEEDS_CSUM needs
+ * CSUM and a checksum field inside the frame; TCPv4/v6 segmentation
+ * needs HOST_TSO4/6 and a segment size; ECN and UFO are never offered);
+ * a frame shorter than an Ethernet header, or longer than the MTU allows
  * (64 KiB with segmentation), is dropped and counted, never forwarded.
  *
  * Contract (receive, 5.1.6.3-4): only device-writable descriptors are
@@ -17,7 +18,9 @@
  * how many; a checksum the receiver did not offer to finish (no
  * GUEST_CSUM) is finished here, and a segmentation offload it did not
  * accept is done here (net-gso.c; what cannot be segmented is dropped and
- * counted). Used lengths are the bytes written.
+ * counted). An unsegmented frame (or segment) above the receiver's MTU,
+ * once it negotiated MTU, is dropped and counted (5.1.4.2: ports on one
+ * switch may have different MTUs). Used lengths are the bytes written.
  */
 #include "devices/net.h"
 
@@ -206,6 +209,15 @@ static int rx_one(struct viod_dev *dev, struct viod_queue *q, struct net_frame *
 	uint64_t need = hlen + f->len, have = 0, off = 0;
 	unsigned int nb = 0;
 
+	/* A receiver that negotiated MTU never gets an unsegmented frame
+	 * above it (5.1.4.2), whatever the sender's MTU or segment size. */
+	if (f->hdr.gso_type == VIRTIO_NET_HDR_GSO_NONE &&
+	    viod_has_feature(feat, VIRTIO_NET_F_MTU) &&
+	    f->len > (uint64_t)atomic_load_explicit(&n->mtu_now, memory_order_relaxed) +
+			     NET_ETH_HLEN + NET_VLAN_HLEN) {
+		net_count_drop(n, qi, NET_DROP_OVERSIZE);
+		return 0;
+	}
 	if ((f->hdr.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) &&
 	    !viod_has_feature(feat, VIRTIO_NET_F_GUEST_CSUM)) {
 		if ((uint64_t)le16toh(f->hdr.csum_start) + le16toh(f->hdr.csum_offset) + 2 >

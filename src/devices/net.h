@@ -43,7 +43,8 @@
 
 /* Why a frame was not delivered (store: drops/NAME). */
 enum net_drop {
-	NET_DROP_BAD_HEADER,   /* header short, unknown flags, offload not negotiated */
+	NET_DROP_BAD_HEADER,   /* header short, unknown flags, offload not negotiated,
+				* writable descriptors on transmit */
 	NET_DROP_RUNT,         /* shorter than an Ethernet header */
 	NET_DROP_OVERSIZE,     /* longer than the MTU (or 64 KiB with GSO) allows */
 	NET_DROP_NO_BUFFERS,   /* the receiving guest's buffers cannot hold it */

@@ -39,7 +39,7 @@
 #include <linux/virtio_config.h>
 #include <linux/virtio_ring.h>
 
-#include "vhost/vhost.h"
+#include "fuzz-dev.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -60,39 +60,18 @@ static void fail(void)
 	__builtin_trap();
 }
 
-static void inject(struct viod_dev *dev, uint32_t req, const void *p, uint32_t n)
-{
-	struct viod_vu_msg m = { .hdr = { .request = req, .flags = VU_FLAG_VERSION, .size = n } };
-
-	memcpy(&m.u, p, n);
-	viod_dev_inject(dev, &m, NULL, 0);
-}
-
 static uint8_t pattern(uint64_t off)
 {
 	return (uint8_t)(off * 131u + (off >> 9));
 }
 
 struct layout {
-	uint8_t *mem;
-	uint32_t used;           /* data area cursor */
+	struct fuzz_arena a;     /* guest memory and its data area */
 	struct vring_desc *desc;
 	unsigned int ndesc;
 	uint32_t writable[NUM];  /* per head */
 	uint8_t *status[NUM];    /* where the status byte is, per head */
 };
-
-/* A buffer of len bytes in the data area (NULL when it is full). */
-static uint8_t *alloc(struct layout *l, uint32_t len, uint64_t *gpa)
-{
-	uint32_t at = (l->used + 7u) & ~7u;
-
-	if (len > MEM - OFF_DATA || at > MEM - OFF_DATA - len)
-		return NULL;
-	l->used = at + len;
-	*gpa = GPA + OFF_DATA + at;
-	return l->mem + OFF_DATA + at;
-}
 
 static bool add_desc(struct layout *l, uint64_t gpa, uint32_t len, bool write,
 		     unsigned int head)
@@ -139,7 +118,7 @@ static bool build(struct layout *l, const uint8_t *rec, uint8_t devflags)
 	data_write = type == VIRTIO_BLK_T_IN || type == VIRTIO_BLK_T_GET_ID;
 	if ((type == VIRTIO_BLK_T_DISCARD || type == VIRTIO_BLK_T_WRITE_ZEROES) && nseg)
 		len = nseg * 16u;
-	if (!(hdr = (struct virtio_blk_outhdr *)alloc(l, sizeof(*hdr), &gpa)))
+	if (!(hdr = (struct virtio_blk_outhdr *)fuzz_alloc(&l->a, sizeof(*hdr), &gpa)))
 		return false;
 	hdr->type = htole32(type);
 	hdr->ioprio = 0;
@@ -154,7 +133,7 @@ static bool build(struct layout *l, const uint8_t *rec, uint8_t devflags)
 	if (lay & 0x40u && !add_desc(l, gpa, 0, false, head))
 		return false;
 	if (ndata && len) {
-		if (!(p = alloc(l, len, &gpa)))
+		if (!(p = fuzz_alloc(&l->a, len, &gpa)))
 			return false;
 		if (type == VIRTIO_BLK_T_DISCARD || type == VIRTIO_BLK_T_WRITE_ZEROES) {
 			for (unsigned int i = 0; i < nseg; i++) {
@@ -179,7 +158,7 @@ static bool build(struct layout *l, const uint8_t *rec, uint8_t devflags)
 			l->status[head] = p + len - 1;
 	}
 	if (!(lay & 8u)) {
-		if (!(p = alloc(l, 1, &gpa)))
+		if (!(p = fuzz_alloc(&l->a, 1, &gpa)))
 			return false;
 		*p = 0xee;
 		if (!add_desc(l, gpa, 1, !(lay & 0x20u), head))
@@ -223,14 +202,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (!before && (!(before = malloc(IMAGE)) || !(after = malloc(IMAGE))))
 		return 0;
-	l.mem = calloc(1, MEM);
-	if (!l.mem)
+	l.a = (struct fuzz_arena){ .host = calloc(1, MEM), .gpa = GPA, .start = OFF_DATA,
+				   .size = MEM };
+	if (!l.a.host)
 		return 0;
-	l.desc = (struct vring_desc *)(l.mem + OFF_DESC);
-	avail = (struct vring_avail *)(l.mem + OFF_AVAIL);
-	used = (struct vring_used *)(l.mem + OFF_USED);
+	l.desc = (struct vring_desc *)(l.a.host + OFF_DESC);
+	avail = (struct vring_avail *)(l.a.host + OFF_AVAIL);
+	used = (struct vring_used *)(l.a.host + OFF_USED);
 	mem.regions[0] = (struct viod_mem_region){
-		.gpa = GPA, .size = MEM, .uva = 0x7f0000000000ull, .host = l.mem,
+		.gpa = GPA, .size = MEM, .uva = 0x7f0000000000ull, .host = l.a.host,
 	};
 
 	for (size_t off = 1; nreq < MAX_REQ && nreq < NUM; off += REC) {
@@ -280,11 +260,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		};
 		uint64_t kick = VU_VRING_NOFD;
 
-		inject(dev, VU_SET_FEATURES, &features, 8);
-		inject(dev, VU_SET_VRING_NUM, &(struct vhost_vring_state){ 0, NUM }, 8);
-		inject(dev, VU_SET_VRING_ADDR, &addr, sizeof(addr));
-		inject(dev, VU_SET_VRING_BASE, &(struct vhost_vring_state){ 0, 0 }, 8);
-		inject(dev, VU_SET_VRING_KICK, &kick, 8);
+		fuzz_inject(dev, VU_SET_FEATURES, &features, 8);
+		fuzz_inject(dev, VU_SET_VRING_NUM, &(struct vhost_vring_state){ 0, NUM }, 8);
+		fuzz_inject(dev, VU_SET_VRING_ADDR, &addr, sizeof(addr));
+		fuzz_inject(dev, VU_SET_VRING_BASE, &(struct vhost_vring_state){ 0, 0 }, 8);
+		fuzz_inject(dev, VU_SET_VRING_KICK, &kick, 8);
 	}
 	for (int pass = 0; pass < 8; pass++)
 		if (viod_dev_run_queues(dev) == 0)
@@ -324,6 +304,6 @@ out:
 		close(sv[1]);
 	if (img >= 0)
 		close(img);
-	free(l.mem);
+	free(l.a.host);
 	return 0;
 }

@@ -1,13 +1,21 @@
 /*
  * Hostile front-end test: starts viod (argv[1]) with two rng devices, A and
- * B, a balloon C and a blk device D on a 4 MiB image, then attacks A with
- * malformed messages, wrong fd counts, absurd region tables, half
- * messages, hostile descriptors and abrupt disconnects, and C and D with
- * bad requests of their own kind. After every attack A must have dropped
- * (or refused) the bad connection, B must still serve entropy through the
- * viornd driver, and at the end A must serve again and viod must exit 0
- * on SIGTERM. D's image must hold what D acknowledged and nothing a bad
- * request carried.
+ * B, a balloon C, a blk device D on a 4 MiB image and two net devices E
+ * and F on one switch, then attacks A with malformed messages, wrong fd
+ * counts, absurd region tables, half messages, hostile descriptors and
+ * abrupt disconnects, and C, D and E with bad requests of their own kind.
+ * After every attack A must have dropped (or refused) the bad connection,
+ * B must still serve entropy through the viornd driver, and at the end A
+ * must serve again and viod must exit 0 on SIGTERM. D's image must hold
+ * what D acknowledged and nothing a bad request carried. Every bad frame
+ * E sends (bad headers, runts, frames over the MTU, chains too short,
+ * writable or 4 MiB long) is dropped and counted in the right drops/ key,
+ * never forwarded: F, a vioif guest on the same switch, receives the
+ * good frame sent after it first; what only F cannot take (a segmentation
+ * frame it cannot have segmented, a frame larger than its buffers) is
+ * counted on F's side; broken rings (65 descriptors, a loop, avail
+ * indices jumping) stop only that queue; and B answers GET_FEATURES
+ * within B_REPLY_MS after each.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -23,6 +31,8 @@
 #include <unistd.h>
 #include <endian.h>
 #include <linux/virtio_blk.h>
+#include <linux/virtio_net.h>
+#include <linux/virtio_ring.h>
 
 #include "guest/frontend.h"
 #include "guest/viornd.h"
@@ -31,6 +41,7 @@
 #include "viod/store.h"
 
 static char sock_a[256], sock_b[256], sock_c[256], sock_d[256], image_d[256], ctl[256];
+static char sock_e[256], sock_f[256];
 
 /* True if the peer closed the connection (reading only EOF) in time. */
 static bool dropped(int s)
@@ -185,14 +196,14 @@ static int64_t now_ms(void)
 	return g_get_monotonic_time() / 1000;
 }
 
-/* Kicks queue 0 and polls the device status (POLL_DEADLINE_MS at most)
+/* Kicks queue idx and polls the device status (POLL_DEADLINE_MS at most)
  * until the device reports NEEDS_RESET; returns the last status read. */
-static uint64_t kick_until_needs_reset(struct viod_fe *fe)
+static uint64_t kick_until_needs_reset(struct viod_fe *fe, unsigned int idx)
 {
 	int64_t end = now_ms() + POLL_DEADLINE_MS;
 	uint64_t st = 0, one = 1;
 
-	if (write(fe->queues[0].kick_fd, &one, sizeof(one)) < 0)
+	if (write(fe->queues[idx].kick_fd, &one, sizeof(one)) < 0)
 		(void)0;
 	while (!(st & 0x40) && now_ms() < end) {
 		usleep(10000);
@@ -263,7 +274,7 @@ static void ring_attack(enum ring_attack kind)
 		break;
 	}
 	__atomic_store_n(&q->avail->idx, (uint16_t)(idx + 1), __ATOMIC_RELEASE);
-	st = kick_until_needs_reset(&fe);
+	st = kick_until_needs_reset(&fe, 0);
 	ok(st & 0x40, "%s: device reports NEEDS_RESET (status 0x%llx)", what,
 	   (unsigned long long)st);
 	ok(!fe.broken, "%s: front-end connection kept", what);
@@ -332,7 +343,7 @@ static void truncated_memory(void)
 	viod_vqd_add(q, &b, 1, NULL);
 	/* From here on our own mapping faults too: touch nothing in it. */
 	ok(ftruncate(fe.memfd, 0) == 0, "guest memory fd truncated under viod");
-	st = kick_until_needs_reset(&fe);
+	st = kick_until_needs_reset(&fe, 0);
 	ok(st & 0x40, "truncated memory: queue stopped, NEEDS_RESET (status 0x%llx)",
 	   (unsigned long long)st);
 	close(fe.sock);
@@ -344,30 +355,24 @@ static void truncated_memory(void)
 	ok(test_rng_serves(sock_a), "A serves again after the truncation");
 }
 
-/* A balloon key from the control store, or -1. */
-static long long balloon_key(const char *key)
+/* Key /devices/DEV/KEY of the control store, or -1. */
+static long long dev_key(const char *dev, const char *key)
 {
-	g_autoptr(GError) err = NULL;
-	g_autoptr(ViodStoreClient) c = viod_store_client_connect(ctl, &err);
-	g_autofree char *path = g_strdup_printf("/devices/c/%s", key);
-	g_autofree char *v = c ? viod_store_client_read(c, path, &err) : NULL;
+	g_autofree char *path = g_strdup_printf("/devices/%s/%s", dev, key);
 
-	return v ? strtoll(v, NULL, 10) : -1;
+	return test_store_ll(ctl, path);
 }
 
 /*
- * A balloon key once it reads want, or its last value after
- * POLL_DEADLINE_MS. viod counts a buffer's PFNs before it returns the
- * buffer; the store shows the counters within its 50 ms refresh.
+ * The key once it reads want, or its last value after POLL_DEADLINE_MS.
+ * viod counts a buffer's PFNs (a frame) before it returns the buffer;
+ * the store shows the counters within its 50 ms refresh.
  */
-static long long balloon_key_when(const char *key, long long want)
+static long long dev_key_when(const char *dev, const char *key, long long want)
 {
-	int64_t end = now_ms() + POLL_DEADLINE_MS;
-	long long v;
+	g_autofree char *path = g_strdup_printf("/devices/%s/%s", dev, key);
 
-	while ((v = balloon_key(key)) != want && now_ms() < end)
-		usleep(10000);
-	return v;
+	return test_store_ll_when(ctl, path, want, POLL_DEADLINE_MS);
 }
 
 /* Posts n PFNs on balloon queue q and waits for the buffer to come back. */
@@ -411,7 +416,7 @@ static void balloon_attacks(void)
 	struct viod_fe fe;
 	uint32_t pfns[4];
 	uint64_t gpa, st = 0;
-	long long errors0 = balloon_key("errors"), v;
+	long long errors0 = dev_key("c", "errors"), v;
 	struct viod_vqd *q;
 
 	if (!balloon_attach(&fe)) {
@@ -426,17 +431,17 @@ static void balloon_attacks(void)
 	pfns[2] = 0xfffffff0u;                           /* far outside memory */
 	pfns[3] = (uint32_t)((fe.regions[0].gpa + fe.regions[0].size) >> 12); /* the hole */
 	ok(balloon_post(&fe, 0, pfns, 4), "balloon: inflate with bad PFNs returned");
-	v = balloon_key_when("errors", 3);
+	v = dev_key_when("c", "errors", 3);
 	ok(v == 3, "balloon: double inflate and 2 bad PFNs counted (%lld)", v);
-	v = balloon_key_when("inflated", 1);
+	v = dev_key_when("c", "inflated", 1);
 	ok(v == 1, "balloon: the one good page is in the balloon (%lld)", v);
 	pfns[0] = pfns[0] + 1; /* never inflated */
 	ok(balloon_post(&fe, 1, pfns, 1), "balloon: deflate of a page never given returned");
-	v = balloon_key_when("errors", 4);
+	v = dev_key_when("c", "errors", 4);
 	ok(v == 4, "balloon: deflate of a page never given counted (%lld)", v);
 	pfns[0] = pfns[0] - 1;
 	ok(balloon_post(&fe, 1, pfns, 1), "balloon: valid deflate still served");
-	v = balloon_key_when("inflated", 0);
+	v = dev_key_when("c", "inflated", 0);
 	ok(v == 0, "balloon: empty again (%lld)", v);
 	check_after("bad PFNs on the balloon");
 
@@ -448,7 +453,7 @@ static void balloon_attacks(void)
 	q->desc[0].next = 0;
 	q->avail->ring[q->avail_idx & (q->num - 1)] = 0;
 	__atomic_store_n(&q->avail->idx, (uint16_t)(q->avail_idx + 1), __ATOMIC_RELEASE);
-	st = kick_until_needs_reset(&fe);
+	st = kick_until_needs_reset(&fe, 0);
 	ok(st & 0x40, "balloon: descriptor loop stops the queue with NEEDS_RESET");
 	viod_fe_disconnect(&fe);
 	check_after("a descriptor loop on the balloon");
@@ -716,9 +721,478 @@ static void blk_resize(void)
 	check_after("a blk resize");
 }
 
+/* ---- net E and F on switch hs: bad frames, broken rings ---- */
+
+static const uint8_t mac_e[6] = { 0x52, 0x54, 0x00, 0x00, 0x00, 0x0e };
+static const uint8_t mac_f[6] = { 0x52, 0x54, 0x00, 0x00, 0x00, 0x0f };
+static uint32_t net_seq = 1000;
+
+/* B's control messages are answered in time while E and F are attacked:
+ * a GET_FEATURES round trip on B in ms, or -1. */
+#define B_REPLY_MS 1000
+
+static double b_features_ms(void)
+{
+	struct viod_vu_msg m;
+	int64_t t0 = g_get_monotonic_time();
+	int s = test_connect(sock_b), rc = -1;
+
+	if (s >= 0 && viod_fe_msg_send(s, VU_GET_FEATURES, VU_FLAG_VERSION, 0, NULL, 0,
+				       NULL, 0) == 0)
+		rc = viod_fe_msg_recv(s, &m, NULL, NULL, B_REPLY_MS * 10);
+	if (s >= 0)
+		close(s);
+	if (rc < 0 || m.hdr.request != VU_GET_FEATURES)
+		return -1;
+	return (double)(g_get_monotonic_time() - t0) / 1000.0;
+}
+
+static void net_check_after(const char *what)
+{
+	double ms = b_features_ms();
+
+	ok(ms >= 0 && ms < B_REPLY_MS, "after %s: B answered GET_FEATURES in %.1f ms", what, ms);
+	check_after(what);
+}
+
+/* drops/KEY of net device dev, and the same once it reads want. */
+static long long net_drops(const char *dev, const char *key)
+{
+	g_autofree char *k = g_strdup_printf("drops/%s", key);
+
+	return dev_key(dev, k);
+}
+
+static long long net_drops_when(const char *dev, const char *key, long long want)
+{
+	g_autofree char *k = g_strdup_printf("drops/%s", key);
+
+	return dev_key_when(dev, k, want);
+}
+
+/*
+ * The attacker: a net front-end that negotiates any features and lays
+ * its own chains (the vioif driver sends only good frames, without
+ * offloads). Its receiveq has 64 entries, its transmitq 256.
+ */
+struct raw_net {
+	struct viod_fe fe;
+	unsigned int hlen;        /* 12: VERSION_1 is always negotiated */
+};
+
+static bool raw_attach(struct raw_net *r, const char *path, uint64_t want)
+{
+	struct viod_fe_opts o;
+
+	viod_fe_opts_init(&o);
+	o.mem_size = 16u << 20;
+	r->hlen = sizeof(struct virtio_net_hdr_mrg_rxbuf);
+	if (viod_fe_init(&r->fe, &o) < 0) {
+		printf("# net on %s: %s\n", path, viod_fe_strerror(&r->fe));
+		return false;
+	}
+	r->fe.queue_num_unit = 2;
+	if (viod_fe_connect(&r->fe, path) < 0 || viod_fe_negotiate(&r->fe, want) < 0 ||
+	    viod_fe_queue_setup(&r->fe, 0, 64) < 0 || viod_fe_queue_setup(&r->fe, 1, 256) < 0 ||
+	    viod_fe_driver_ok(&r->fe) < 0) {
+		printf("# net on %s: %s\n", path, viod_fe_strerror(&r->fe));
+		viod_fe_disconnect(&r->fe);
+		return false;
+	}
+	return true;
+}
+
+/* A buffer in r's guest memory holding a header (NULL: zeros) and frame. */
+static uint64_t raw_buf(struct raw_net *r, const void *hdr, const void *frame, uint32_t len)
+{
+	uint64_t gpa;
+	uint8_t *p = viod_fe_alloc(&r->fe, r->hlen + len, 64, &gpa);
+
+	if (!p)
+		return 0;
+	if (hdr)
+		memcpy(p, hdr, r->hlen);
+	memcpy(p + r->hlen, frame, len);
+	return gpa;
+}
+
+/* Adds a hand-made chain to r's queue idx and kicks. */
+static bool raw_chain(struct raw_net *r, unsigned int idx, const struct viod_vqd_buf *b,
+		      unsigned int nb)
+{
+	return viod_vqd_add(viod_fe_vqd(&r->fe, idx), b, nb, NULL) >= 0 &&
+	       viod_fe_kick(&r->fe, idx) >= 0;
+}
+
+/* Takes back what the device returned on the transmitq: false if it
+ * wrote into a transmit chain or returned a bogus entry. */
+static bool raw_reap(struct raw_net *r)
+{
+	void *cookie;
+	uint32_t len;
+	int rc;
+
+	while ((rc = viod_vqd_get_used(viod_fe_vqd(&r->fe, 1), &cookie, &len)) == 1)
+		if (len)
+			return false;
+	return rc == 0;
+}
+
+/* A good frame to F's MAC; *seq gets its sequence number. */
+static bool raw_send_good(struct raw_net *r, uint32_t *seq)
+{
+	uint8_t frame[128];
+	struct viod_vqd_buf b;
+
+	*seq = net_seq++;
+	vioif_frame_fill(frame, sizeof(frame), mac_f, mac_e, *seq);
+	b = (struct viod_vqd_buf){ .gpa = raw_buf(r, NULL, frame, sizeof(frame)),
+				   .len = r->hlen + sizeof(frame) };
+	return b.gpa && raw_chain(r, 1, &b, 1);
+}
+
+/*
+ * E sends a good frame to F; F's next frame must be that one (anything E
+ * sent before it would have come first: one sender, one queue, in
+ * order), intact.
+ */
+static bool net_marker(struct raw_net *e, struct vioif *f, const char *what)
+{
+	uint8_t got[2048];
+	uint32_t seq = 0, want;
+	size_t len = 0;
+	int rc;
+
+	if (!raw_send_good(e, &want)) {
+		printf("# %s: E could not send: %s\n", what, viod_fe_strerror(&e->fe));
+		return false;
+	}
+	rc = vioif_recv(f, got, sizeof(got), &len, NULL, POLL_DEADLINE_MS);
+	if (rc != 1 || !vioif_frame_check(got, len, &seq) || seq != want) {
+		printf("# %s: F's next frame: %d, %zu bytes, seq %u (want %u)\n", what, rc, len,
+		       seq, want);
+		return false;
+	}
+	return raw_reap(e);
+}
+
+/* Attaches E (raw, want_e) and F (vioif, o); on failure, neither is left. */
+static bool net_attach_ef(struct raw_net *e, uint64_t want_e, struct viod_fe *ffe,
+			  struct vioif *f, const struct vioif_opts *o, const char *what)
+{
+	if (!raw_attach(e, sock_e, want_e))
+		return ok(false, "net %s: attach E", what);
+	if (!test_vioif_attach(ffe, f, sock_f, o)) {
+		viod_fe_disconnect(&e->fe);
+		return ok(false, "net %s: attach F", what);
+	}
+	return true;
+}
+
+static void net_detach_ef(struct raw_net *e, struct viod_fe *ffe, struct vioif *f)
+{
+	viod_fe_disconnect(&e->fe);
+	test_vioif_detach(ffe, f);
+}
+
+enum { NET_HDR_WHOLE, NET_HDR_ONLY6, NET_WRITABLE, NET_4MIB };
+
+struct net_bad {
+	const char *what;
+	const char *key;          /* drops/KEY on E */
+	struct virtio_net_hdr hdr;
+	uint32_t len;
+	int layout;
+};
+
+#define NET_CSUM_AT(start) { .flags = VIRTIO_NET_HDR_F_NEEDS_CSUM, \
+			     .csum_start = htole16(start), .csum_offset = htole16(16) }
+
+/* Posts bad frame b on E's transmitq. */
+static bool net_post_bad(struct raw_net *e, const struct net_bad *b)
+{
+	struct virtio_net_hdr_mrg_rxbuf h = { .hdr = b->hdr };
+	uint8_t frame[2048] = { 0 };
+	struct viod_vqd_buf c[2];
+	uint64_t gpa;
+	uint8_t *p;
+
+	vioif_frame_fill(frame, VIOIF_FRAME_MAX, mac_f, mac_e, 1);
+	switch (b->layout) {
+	case NET_HDR_ONLY6:
+		c[0] = (struct viod_vqd_buf){ .gpa = raw_buf(e, &h, frame, 0), .len = 6 };
+		return c[0].gpa && raw_chain(e, 1, c, 1);
+	case NET_WRITABLE:
+		c[0] = (struct viod_vqd_buf){ .gpa = raw_buf(e, &h, frame, b->len),
+					      .len = e->hlen + b->len };
+		c[1] = (struct viod_vqd_buf){ .gpa = raw_buf(e, NULL, frame, 64), .len = 64,
+					      .writable = true };
+		return c[0].gpa && c[1].gpa && raw_chain(e, 1, c, 2);
+	case NET_4MIB:
+		p = viod_fe_alloc(&e->fe, 4u << 20, 4096, &gpa);
+		if (!p)
+			return false;
+		memcpy(p, &h, e->hlen);
+		memcpy(p + e->hlen, frame, 64);
+		c[0] = (struct viod_vqd_buf){ .gpa = gpa, .len = 4u << 20 };
+		return raw_chain(e, 1, c, 1);
+	default:
+		c[0] = (struct viod_vqd_buf){ .gpa = raw_buf(e, &h, frame, b->len),
+					      .len = e->hlen + b->len };
+		return c[0].gpa && raw_chain(e, 1, c, 1);
+	}
+}
+
+/*
+ * E (negotiating want) sends each bad frame of bad[] to F, then a good
+ * one: the bad one is counted in E's drops/KEY, F's next frame is the
+ * good one, E's tx/packets counts the good ones only, and B answers.
+ */
+static void net_bad_frames(const char *session, uint64_t want, const struct net_bad *bad,
+			   size_t nbad)
+{
+	struct raw_net e;
+	struct viod_fe ffe;
+	struct vioif f;
+	long long sent;
+
+	if (!net_attach_ef(&e, want, &ffe, &f, NULL, session))
+		return;
+	/* E's counters are settled: the last session waited for them. */
+	sent = dev_key("e", "tx/packets") + 1;
+	ok(net_marker(&e, &f, session) && dev_key_when("e", "tx/packets", sent) == sent,
+	   "net %s: a good frame from E reaches F and is counted", session);
+	for (size_t i = 0; i < nbad; i++) {
+		const struct net_bad *b = &bad[i];
+		long long drops = net_drops("e", b->key), v;
+
+		ok(net_post_bad(&e, b), "net: %s: posted", b->what);
+		ok(net_marker(&e, &f, b->what), "net: %s: never forwarded (F's next frame is "
+		   "the good one after it)", b->what);
+		v = net_drops_when("e", b->key, drops + 1);
+		ok(v == drops + 1, "net: %s: counted in drops/%s (%lld, was %lld)", b->what, b->key,
+		   v, drops);
+		v = dev_key_when("e", "tx/packets", ++sent);
+		ok(v == sent, "net: %s: tx/packets counts the good frames only (%lld, want %lld)",
+		   b->what, v, sent);
+		net_check_after(b->what);
+	}
+	net_detach_ef(&e, &ffe, &f);
+}
+
+static void net_frame_attacks(void)
+{
+	const struct net_bad plain[] = {
+		{ "unknown header flag 0x80", "bad-header", { .flags = 0x80 }, 100, 0 },
+		{ "NEEDS_CSUM without CSUM negotiated", "bad-header", NET_CSUM_AT(34), 100, 0 },
+		{ "TCPv4 segmentation without HOST_TSO4", "bad-header",
+		  { .flags = VIRTIO_NET_HDR_F_NEEDS_CSUM, .gso_type = VIRTIO_NET_HDR_GSO_TCPV4,
+		    .gso_size = htole16(1448), .csum_start = htole16(34),
+		    .csum_offset = htole16(16) }, 1000, 0 },
+		{ "runt: a 10-byte frame", "runt", { 0 }, 10, 0 },
+		{ "a 1519-byte frame over MTU 1500", "oversize", { 0 }, 1519, 0 },
+		{ "a 4 MiB frame in one descriptor", "oversize", { 0 }, 0, NET_4MIB },
+		{ "a chain of 6 bytes, shorter than the header", "bad-header", { 0 }, 0,
+		  NET_HDR_ONLY6 },
+		{ "a transmit chain with a writable descriptor", "bad-header", { 0 }, 100,
+		  NET_WRITABLE },
+	};
+	const struct net_bad csum[] = {
+		{ "checksum field past the frame (start 90 + offset 16, 100 bytes)",
+		  "bad-header", NET_CSUM_AT(90), 100, 0 },
+		{ "csum_start 65535", "bad-header", NET_CSUM_AT(0xffff), 100, 0 },
+		{ "UDP segmentation (never offered)", "bad-header",
+		  { .flags = VIRTIO_NET_HDR_F_NEEDS_CSUM, .gso_type = VIRTIO_NET_HDR_GSO_UDP,
+		    .gso_size = htole16(1448), .csum_start = htole16(34),
+		    .csum_offset = htole16(6) }, 1000, 0 },
+		{ "TCPv4 segmentation with gso_size 0", "bad-header",
+		  { .flags = VIRTIO_NET_HDR_F_NEEDS_CSUM, .gso_type = VIRTIO_NET_HDR_GSO_TCPV4,
+		    .csum_start = htole16(34), .csum_offset = htole16(16) }, 1000, 0 },
+		{ "TCPv4 segmentation with ECN (never offered)", "bad-header",
+		  { .flags = VIRTIO_NET_HDR_F_NEEDS_CSUM,
+		    .gso_type = VIRTIO_NET_HDR_GSO_TCPV4 | VIRTIO_NET_HDR_GSO_ECN,
+		    .gso_size = htole16(1448), .csum_start = htole16(34),
+		    .csum_offset = htole16(16) }, 1000, 0 },
+	};
+
+	net_bad_frames("no offloads", 0, plain, G_N_ELEMENTS(plain));
+	net_bad_frames("CSUM and HOST_TSO4",
+		       (1ull << VIRTIO_NET_F_CSUM) | (1ull << VIRTIO_NET_F_HOST_TSO4), csum,
+		       G_N_ELEMENTS(csum));
+}
+
+/* An Ethernet/IPv4/TCP frame of len bytes to F, for segmentation. */
+static void tcp4_frame(uint8_t *f, uint32_t len)
+{
+	memset(f, 0, len);
+	memcpy(f, mac_f, 6);
+	memcpy(f + 6, mac_e, 6);
+	f[12] = 0x08;                             /* IPv4 */
+	f[14] = 0x45;                             /* version 4, 20 bytes */
+	f[16] = (uint8_t)((len - 14) >> 8), f[17] = (uint8_t)(len - 14);
+	f[22] = 64, f[23] = 6;                    /* TTL, TCP */
+	f[26] = 10, f[29] = 1, f[30] = 10, f[33] = 2;
+	f[46] = 5 << 4;                           /* TCP header: 20 bytes */
+	f[47] = 0x18;                             /* PSH, ACK */
+}
+
+/*
+ * A 3000-byte TCPv4 segmentation frame from E to F, which did not accept
+ * it (no GUEST_TSO4) and must have it segmented, but it cannot be: not
+ * TCP/IP (tcp false), or a segment size of 1 that would make thousands
+ * of frames. Counted in F's drops/gso; F's guest sees none of it.
+ */
+static void net_gso_refused(struct raw_net *e, struct vioif *f, const char *what, bool tcp,
+			    uint16_t mss)
+{
+	struct virtio_net_hdr_mrg_rxbuf h = {
+		.hdr = { .flags = VIRTIO_NET_HDR_F_NEEDS_CSUM, .gso_type = VIRTIO_NET_HDR_GSO_TCPV4,
+			 .gso_size = htole16(mss), .csum_start = htole16(34),
+			 .csum_offset = htole16(16) },
+	};
+	long long before = net_drops("f", "gso"), v;
+	uint8_t frame[3000];
+	struct viod_vqd_buf c;
+
+	if (tcp)
+		tcp4_frame(frame, sizeof(frame));
+	else
+		vioif_frame_fill(frame, VIOIF_FRAME_MAX, mac_f, mac_e, 7);
+	c = (struct viod_vqd_buf){ .gpa = raw_buf(e, &h, frame, sizeof(frame)),
+				   .len = e->hlen + sizeof(frame) };
+	ok(c.gpa && raw_chain(e, 1, &c, 1), "net: %s, 3000 bytes, sent to F, which has no "
+	   "GUEST_TSO4", what);
+	ok(net_marker(e, f, what), "net: %s: F's guest sees none of it", what);
+	v = net_drops_when("f", "gso", before + 1);
+	ok(v == before + 1, "net: %s: counted in F's drops/gso (%lld, was %lld)", what, v, before);
+	net_check_after(what);
+}
+
+/*
+ * What only the receiver refuses: segmentation frames that cannot be
+ * segmented for F, and, without MRG_RXBUF, a frame larger than F's
+ * buffers (drops/no-buffers on F's receive side).
+ */
+static void net_receiver_attacks(void)
+{
+	struct raw_net e, g;
+	struct viod_fe ffe;
+	struct vioif f;
+	long long v, before;
+
+	if (net_attach_ef(&e, (1ull << VIRTIO_NET_F_CSUM) | (1ull << VIRTIO_NET_F_HOST_TSO4),
+			  &ffe, &f, NULL, "GSO receiver")) {
+		net_gso_refused(&e, &f, "a TCPv4 segmentation frame that is not TCP/IP", false,
+				1448);
+		net_gso_refused(&e, &f, "a TCPv4 segmentation frame with a segment size of 1",
+				true, 1);
+		net_detach_ef(&e, &ffe, &f);
+	}
+
+	/* G, on F's socket without MRG_RXBUF, posts 64-byte buffers. */
+	if (raw_attach(&e, sock_e, 0)) {
+		if (raw_attach(&g, sock_f, 0)) {
+			uint64_t gpa;
+			uint32_t seq;
+
+			before = net_drops("f", "no-buffers");
+			for (int i = 0; i < 8 && viod_fe_alloc(&g.fe, 64, 64, &gpa); i++)
+				raw_chain(&g, 0, &(struct viod_vqd_buf){ .gpa = gpa, .len = 64,
+									 .writable = true }, 1);
+			ok(raw_send_good(&e, &seq), "net: a 128-byte frame sent to F's 64-byte "
+			   "buffers (no MRG_RXBUF)");
+			v = net_drops_when("f", "no-buffers", before + 1);
+			ok(v == before + 1, "net: counted in F's drops/no-buffers (%lld, was %lld)", v,
+			   before);
+			ok(viod_fe_wait(&g.fe, 0, 200) == 0, "net: no buffer of F's came back used");
+			net_check_after("a frame too large for the receiver's buffers");
+			viod_fe_disconnect(&g.fe);
+		} else {
+			ok(false, "net: F attaches without MRG_RXBUF");
+		}
+		viod_fe_disconnect(&e.fe);
+	} else {
+		ok(false, "net: E attaches");
+	}
+}
+
+enum net_ring_attack { NET_MANY_DESC, NET_LOOP, NET_TX_JUMP, NET_RX_JUMP };
+
+static const char *const net_ring_names[] = {
+	"a transmit chain of 65 descriptors", "a descriptor loop on the transmitq",
+	"the transmitq's avail index jumping past the ring",
+	"the receiveq's avail index jumping past the ring",
+};
+
+/*
+ * E's transmitq (or F's receiveq) is broken by a hostile ring: the queue
+ * stops with NEEDS_RESET, nothing reaches F, E and F serve their next
+ * front-ends, B answers.
+ */
+static void net_ring_attack(enum net_ring_attack kind)
+{
+	const char *what = net_ring_names[kind];
+	struct raw_net e;
+	struct viod_fe ffe, *victim;
+	struct vioif f;
+	struct viod_vqd *q;
+	struct viod_vqd_buf c[65];
+	uint8_t frame[200];
+	unsigned int idx;
+	uint64_t gpa, st;
+	uint32_t seq;
+	uint16_t ai;
+
+	if (!net_attach_ef(&e, 0, &ffe, &f, NULL, what))
+		return;
+	victim = kind == NET_RX_JUMP ? &ffe : &e.fe;
+	idx = kind == NET_RX_JUMP ? 0 : 1;
+	q = viod_fe_vqd(victim, idx);
+	vioif_frame_fill(frame, sizeof(frame), mac_f, mac_e, 9);
+	gpa = raw_buf(&e, NULL, frame, sizeof(frame));
+	ai = q->avail_idx;
+	switch (kind) {
+	case NET_MANY_DESC:
+		for (unsigned int i = 0; i < 65; i++)
+			c[i] = (struct viod_vqd_buf){ .gpa = gpa + i * 3u, .len = i < 64 ? 3 : 20 };
+		ok(viod_vqd_add(q, c, 65, NULL) >= 0, "net: %s: posted", what);
+		break;
+	case NET_LOOP:
+		q->desc[0] = (struct vring_desc){ .addr = htole64(gpa), .len = htole32(e.hlen + 100),
+						  .flags = htole16(VRING_DESC_F_NEXT), .next = 0 };
+		q->avail->ring[ai & (q->num - 1)] = 0;
+		__atomic_store_n(&q->avail->idx, htole16((uint16_t)(ai + 1)), __ATOMIC_RELEASE);
+		break;
+	case NET_TX_JUMP:
+	case NET_RX_JUMP:
+		__atomic_store_n(&q->avail->idx, htole16((uint16_t)(ai + q->num + 3)),
+				 __ATOMIC_RELEASE);
+		break;
+	}
+	if (kind == NET_RX_JUMP) /* the receiveq is read when a frame comes */
+		raw_send_good(&e, &seq);
+	st = kick_until_needs_reset(victim, idx);
+	ok(st & 0x40, "net: %s: NEEDS_RESET (status 0x%llx)", what, (unsigned long long)st);
+	if (kind != NET_RX_JUMP) {
+		long long sent = dev_key("e", "tx/packets");
+
+		viod_fe_disconnect(&e.fe);
+		ok(raw_attach(&e, sock_e, 0) && net_marker(&e, &f, what),
+		   "net: %s: nothing reached F; E's next front-end reaches F", what);
+		ok(dev_key_when("e", "tx/packets", sent + 1) == sent + 1,
+		   "net: %s: E forwarded only the good frame after it", what);
+	} else {
+		test_vioif_detach(&ffe, &f);
+		ok(test_vioif_attach(&ffe, &f, sock_f, NULL) && net_marker(&e, &f, what),
+		   "net: %s: F's next front-end receives from E", what);
+	}
+	net_detach_ef(&e, &ffe, &f);
+	net_check_after(what);
+}
+
 static pid_t start_viod(const char *viod, const char *dir)
 {
-	char spec_a[300], spec_b[300], spec_c[300], spec_d[600];
+	char spec_a[300], spec_b[300], spec_c[300], spec_d[600], spec_e[400], spec_f[400];
 	pid_t pid;
 	int fd;
 
@@ -732,6 +1206,12 @@ static pid_t start_viod(const char *viod, const char *dir)
 	snprintf(sock_d, sizeof(sock_d), "%s/d.sock", dir);
 	snprintf(image_d, sizeof(image_d), "%s/d.img", dir);
 	snprintf(spec_d, sizeof(spec_d), "blk,id=d,socket=%s,path=%s", sock_d, image_d);
+	snprintf(sock_e, sizeof(sock_e), "%s/e.sock", dir);
+	snprintf(sock_f, sizeof(sock_f), "%s/f.sock", dir);
+	snprintf(spec_e, sizeof(spec_e), "net,id=e,socket=%s,backend=switch:hs,"
+		 "mac=52:54:00:00:00:0e", sock_e);
+	snprintf(spec_f, sizeof(spec_f), "net,id=f,socket=%s,backend=switch:hs,"
+		 "mac=52:54:00:00:00:0f", sock_f);
 	fd = open(image_d, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
 	if (fd < 0 || ftruncate(fd, D_SECTORS * 512ull) < 0) {
 		printf("Bail out! cannot create %s\n", image_d);
@@ -741,14 +1221,16 @@ static pid_t start_viod(const char *viod, const char *dir)
 	pid = fork();
 	if (pid == 0) {
 		execl(viod, viod, "--control", ctl, "--device", spec_a, "--device", spec_b,
-		      "--device", spec_c, "--device", spec_d, (char *)NULL);
+		      "--device", spec_c, "--device", spec_d, "--device", spec_e,
+		      "--device", spec_f, (char *)NULL);
 		_exit(127);
 	}
 	for (int64_t end = now_ms() + POLL_DEADLINE_MS;; usleep(10000)) {
 		struct stat st;
 
 		if (stat(sock_a, &st) == 0 && stat(sock_b, &st) == 0 &&
-		    stat(sock_c, &st) == 0 && stat(sock_d, &st) == 0 && stat(ctl, &st) == 0)
+		    stat(sock_c, &st) == 0 && stat(sock_d, &st) == 0 && stat(sock_e, &st) == 0 &&
+		    stat(sock_f, &st) == 0 && stat(ctl, &st) == 0)
 			break;
 		if (pid < 0 || waitpid(pid, NULL, WNOHANG) != 0 || now_ms() >= end) {
 			printf("Bail out! viod did not create its sockets within %d ms\n",
@@ -790,13 +1272,18 @@ int main(int argc, char **argv)
 	blk_vanish(false);
 	blk_vanish(true);
 	blk_resize();
+	net_frame_attacks();
+	net_receiver_attacks();
+	for (int k = NET_MANY_DESC; k <= NET_RX_JUMP; k++)
+		net_ring_attack((enum net_ring_attack)k);
 
 	ok(kill(pid, 0) == 0, "viod still running after every attack");
 	kill(pid, SIGTERM);
 	waitpid(pid, &status, 0);
 	ok(WIFEXITED(status) && WEXITSTATUS(status) == 0, "viod exits 0 on SIGTERM");
 	ok(access(sock_a, F_OK) < 0 && access(sock_b, F_OK) < 0 && access(sock_c, F_OK) < 0 &&
-	   access(sock_d, F_OK) < 0 && access(ctl, F_OK) < 0, "sockets removed");
+	   access(sock_d, F_OK) < 0 && access(sock_e, F_OK) < 0 && access(sock_f, F_OK) < 0 &&
+	   access(ctl, F_OK) < 0, "sockets removed");
 	unlink(image_d);
 	rmdir(dir);
 	return tap_done();

@@ -18,7 +18,11 @@
  *   7. blk D's guest keeps a full queue of 1 MiB writes and reads in
  *      flight on its image (written with O_DSYNC: the disk is busy),
  *      then D's front-end sends SET_VRING_CALL and GET_VRING_BASE, which
- *      waits for D's I/O.
+ *      waits for D's I/O;
+ *   8. net n1's front-end keeps its transmitq full of frames, (a) to
+ *      broadcast, (b) to n2, whose guest never reads, on the switch it
+ *      shares with n2, n3 and n4: n3 and n4 ping-pong frames throughout,
+ *      each round trip within 100 ms.
  *
  * Throughout every attack a prober on B sends GET_FEATURES and waits for
  * the reply, again and again, recording each round trip: B's worst
@@ -73,6 +77,7 @@
 
 static char dir[] = "/tmp/viod-isolation.XXXXXX";
 static char sock_a[256], sock_b[256], sock_c[256], sock_d[256], image_d[256], ctl[256];
+static char sock_n[4][256];
 static pid_t viod_pid = -1;
 static bool viod_dead;
 
@@ -347,6 +352,21 @@ static void prober_finish(struct prober *p, const char *what)
 	prober_free(p);
 }
 
+/* prober_start, then the attack's thread fn(arg) in *th; false (with a
+ * failed test line, the prober finished) if either does not start. */
+static bool prober_start_with(struct prober *p, const char *what, pthread_t *th,
+			      void *(*fn)(void *), void *arg)
+{
+	if (!prober_start(p, what))
+		return false;
+	if (pthread_create(th, NULL, fn, arg) != 0) {
+		ok(false, "%s: the attack's thread starts", what);
+		prober_finish(p, what);
+		return false;
+	}
+	return true;
+}
+
 /* ------------------------------------------------------------------ */
 /* After each attack.                                                  */
 
@@ -519,13 +539,8 @@ static void attack_flood_replies(void)
 		ok(false, "%s: connect and handshake", what);
 		goto out;
 	}
-	if (!prober_start(&p, what))
+	if (!prober_start_with(&p, what, &reader, flood_reader, &f))
 		goto out;
-	if (pthread_create(&reader, NULL, flood_reader, &f) != 0) {
-		ok(false, "%s: reader thread", what);
-		prober_finish(&p, what);
-		goto out;
-	}
 	end = now_ns() + FLOOD_SECONDS * 1000 * MS;
 	while (now_ns() < end && !atomic_load(&f.failed)) {
 		uint64_t sent = atomic_load(&f.sent);
@@ -1103,6 +1118,171 @@ out:
 }
 
 /* ------------------------------------------------------------------ */
+/* 8. A flood on one switch port.                                      */
+
+#define NET_PORTS 4u
+#define PAIR_FRAME 256u
+#define PAIR_MIN_EXCHANGES 20u
+
+static const uint8_t net_mac[NET_PORTS][6] = {
+	{ 0x52, 0x54, 0x00, 0x00, 0x01, 0x01 }, { 0x52, 0x54, 0x00, 0x00, 0x01, 0x02 },
+	{ 0x52, 0x54, 0x00, 0x00, 0x01, 0x03 }, { 0x52, 0x54, 0x00, 0x00, 0x01, 0x04 },
+};
+static const uint8_t bcast[6] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
+
+struct port {
+	struct viod_fe fe;
+	struct vioif sc;
+	bool attached;
+};
+
+struct flooder {
+	struct port *p;
+	const uint8_t *dst;
+	atomic_bool stop;
+	atomic_ullong sent;
+	char why[160];             /* set if it stopped on an error */
+};
+
+/* Keeps n1's transmitq full of frames to dst until told to stop
+ * (vioif_send sleeps for a slot when every one is with the device). */
+static void *flooder_main(void *arg)
+{
+	struct flooder *fl = arg;
+	uint8_t frame[PAIR_FRAME];
+	uint32_t seq = 0;
+
+	while (!atomic_load(&fl->stop)) {
+		vioif_frame_fill(frame, sizeof(frame), fl->dst, net_mac[0], seq++);
+		if (vioif_send(&fl->p->sc, 0, frame, sizeof(frame)) < 0) {
+			snprintf(fl->why, sizeof(fl->why), "n1: %s", viod_fe_strerror(&fl->p->fe));
+			break;
+		}
+		atomic_fetch_add(&fl->sent, 1);
+	}
+	return NULL;
+}
+
+/* p's next frame with sequence number want, to p, skipping the others
+ * (the flood); false if none came by deadline. */
+static bool pair_recv(struct port *p, uint32_t want, uint64_t deadline)
+{
+	uint8_t buf[VIOIF_FRAME_MAX];
+
+	while (now_ns() < deadline) {
+		uint32_t seq;
+		size_t len;
+		int rc = vioif_recv(&p->sc, buf, sizeof(buf), &len, NULL, remaining_ms(deadline));
+
+		if (rc < 0)
+			return false;
+		if (rc == 1 && len == PAIR_FRAME && !memcmp(buf, p->sc.cfg.mac, 6) &&
+		    vioif_frame_check(buf, len, &seq) && seq == want)
+			return true;
+	}
+	return false;
+}
+
+/* One ping from n3 to n4 and its pong; the round trip in ns, or 0. */
+static uint64_t pair_exchange(struct port *n3, struct port *n4, uint32_t seq)
+{
+	uint8_t frame[PAIR_FRAME];
+	uint64_t t0 = now_ns(), deadline = t0 + (uint64_t)REPLY_MS * MS;
+
+	vioif_frame_fill(frame, sizeof(frame), net_mac[3], net_mac[2], seq);
+	if (vioif_send(&n3->sc, 0, frame, sizeof(frame)) < 0 || !pair_recv(n4, seq, deadline))
+		return 0;
+	vioif_frame_swap_macs(frame);
+	if (vioif_send(&n4->sc, 0, frame, sizeof(frame)) < 0 || !pair_recv(n3, seq, deadline))
+		return 0;
+	return now_ns() - t0;
+}
+
+static long long net_key(unsigned int port, const char *key)
+{
+	g_autofree char *path = g_strdup_printf("/devices/n%u/%s", port + 1, key);
+
+	return test_store_ll(ctl, path);
+}
+
+/*
+ * n1's front-end keeps its transmitq full of frames to dst (broadcast:
+ * every other port; or n2's MAC, whose guest reads nothing). n3 and n4,
+ * on the same switch, ping-pong frames the whole time: each round trip
+ * must stay under 100 ms, as B's GET_FEATURES must (the prober), and rng
+ * B must serve afterwards.
+ */
+static void attack_port_flood(const char *what, const uint8_t *dst)
+{
+	struct port n[NET_PORTS] = { 0 };
+	struct flooder fl = { .p = &n[0], .dst = dst };
+	uint8_t frame[PAIR_FRAME];
+	struct prober p;
+	pthread_t th;
+	uint64_t *rtt = calloc(PROBE_MAX_SAMPLES, sizeof(*rtt)), worst = 0, end;
+	unsigned int count = 0;
+	long long sent0, full0;
+	bool exchanged = true;
+
+	for (unsigned int i = 0; i < NET_PORTS; i++) {
+		n[i].attached = test_vioif_attach(&n[i].fe, &n[i].sc, sock_n[i], NULL);
+		if (!n[i].attached) {
+			ok(false, "%s: attach n%u", what, i + 1);
+			goto out;
+		}
+	}
+	/* The switch learns where n2, n3 and n4 live (n2 sends once). */
+	vioif_frame_fill(frame, sizeof(frame), net_mac[0], net_mac[1], 0);
+	if (!rtt || vioif_send(&n[1].sc, 0, frame, sizeof(frame)) < 0 ||
+	    !pair_exchange(&n[2], &n[3], 0)) {
+		ok(false, "%s: n2 sends, n3 and n4 exchange a frame before the flood", what);
+		goto out;
+	}
+	sent0 = net_key(0, "tx/packets");
+	full0 = net_key(0, "drops/dst-full");
+	if (!prober_start_with(&p, what, &th, flooder_main, &fl))
+		goto out;
+	end = now_ns() + FLOOD_SECONDS * 1000 * MS;
+	while (now_ns() < end && count < PROBE_MAX_SAMPLES) {
+		uint64_t t = pair_exchange(&n[2], &n[3], count + 1);
+
+		if (!t) {
+			exchanged = false;
+			break;
+		}
+		rtt[count++] = t;
+		if (t > worst)
+			worst = t;
+		poll(NULL, 0, PROBE_GAP_MS);
+	}
+	atomic_store(&fl.stop, true);
+	pthread_join(th, NULL);
+	prober_finish(&p, what);
+	if (fl.why[0])
+		printf("# %s: flooder stopped: %s\n", what, fl.why);
+	if (count) {
+		qsort(rtt, count, sizeof(*rtt), cmp_u64);
+		printf("# %s: n3<->n4 round trip: worst %.2f ms, median %.3f ms, %u exchanges\n",
+		       what, (double)worst / MS, (double)rtt[count / 2] / MS, count);
+	}
+	printf("# %s: n1 sent %llu frames; the switch took %lld, dropped %lld for full queues\n",
+	       what, (unsigned long long)atomic_load(&fl.sent),
+	       net_key(0, "tx/packets") - sent0, net_key(0, "drops/dst-full") - full0);
+	ok(exchanged && count >= PAIR_MIN_EXCHANGES,
+	   "%s: n3 and n4 kept exchanging frames (%u round trips)", what, count);
+	ok(worst < LATENCY_LIMIT_NS, "%s: each n3<->n4 round trip within 100 ms (worst %.1f ms)",
+	   what, (double)worst / MS);
+	ok(atomic_load(&fl.sent) >= 10000 && !fl.why[0],
+	   "%s: n1 flooded the switch (%llu frames)", what,
+	   (unsigned long long)atomic_load(&fl.sent));
+out:
+	for (unsigned int i = 0; i < NET_PORTS; i++)
+		if (n[i].attached)
+			test_vioif_detach(&n[i].fe, &n[i].sc);
+	free(rtt);
+}
+
+/* ------------------------------------------------------------------ */
 
 static void baseline(void)
 {
@@ -1118,7 +1298,7 @@ static void baseline(void)
 
 static bool start_viod(const char *viod)
 {
-	char spec_a[300], spec_b[300], spec_c[300], spec_d[600];
+	char spec_a[300], spec_b[300], spec_c[300], spec_d[600], spec_n[NET_PORTS][1200];
 	uint64_t deadline;
 	int fd;
 
@@ -1134,6 +1314,15 @@ static bool start_viod(const char *viod)
 	/* Writethrough: every write goes to the disk before it completes. */
 	snprintf(spec_d, sizeof(spec_d), "blk,id=d,socket=%s,path=%s,cache=writethrough",
 		 sock_d, image_d);
+	/* Four ports on one switch: n1 floods, n2 never reads, n3 and n4 talk. */
+	for (unsigned int i = 0; i < NET_PORTS; i++) {
+		const uint8_t *m = net_mac[i];
+
+		snprintf(sock_n[i], sizeof(sock_n[i]), "%s/n%u.sock", dir, i + 1);
+		snprintf(spec_n[i], sizeof(spec_n[i]), "net,id=n%u,socket=%s,backend=switch:iso,"
+			 "mac=%02x:%02x:%02x:%02x:%02x:%02x", i + 1, sock_n[i], m[0], m[1], m[2],
+			 m[3], m[4], m[5]);
+	}
 	fd = open(image_d, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
 	if (fd < 0 || ftruncate(fd, 64ull << 20) < 0)
 		return false;
@@ -1146,7 +1335,9 @@ static bool start_viod(const char *viod)
 		if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
 			_exit(126);
 		execl(viod, viod, "--control", ctl, "--device", spec_a, "--device", spec_b,
-		      "--device", spec_c, "--device", spec_d, (char *)NULL);
+		      "--device", spec_c, "--device", spec_d, "--device", spec_n[0],
+		      "--device", spec_n[1], "--device", spec_n[2], "--device", spec_n[3],
+		      (char *)NULL);
 		_exit(127);
 	}
 	deadline = now_ns() + 10000 * MS;
@@ -1154,7 +1345,8 @@ static bool start_viod(const char *viod)
 		struct stat st;
 
 		if (stat(sock_a, &st) == 0 && stat(sock_b, &st) == 0 &&
-		    stat(sock_c, &st) == 0 && stat(sock_d, &st) == 0 && stat(ctl, &st) == 0)
+		    stat(sock_c, &st) == 0 && stat(sock_d, &st) == 0 && stat(ctl, &st) == 0 &&
+		    stat(sock_n[NET_PORTS - 1], &st) == 0)
 			return true;
 		poll(NULL, 0, 10);
 	}
@@ -1195,7 +1387,7 @@ int main(int argc, char **argv)
 		printf("Bail out! mkdtemp: %s\n", strerror(errno));
 		return 1;
 	}
-	if (!ok(start_viod(argv[1]), "viod starts with rng a, rng b, balloon c, blk d"))
+	if (!ok(start_viod(argv[1]), "viod starts with rng a, rng b, balloon c, blk d, net n1-n4"))
 		goto out;
 	if (!ok(test_rng_serves(sock_a) && test_rng_serves(sock_b), "A and B serve at start"))
 		goto out;
@@ -1226,7 +1418,13 @@ int main(int argc, char **argv)
 	if (!check_after("6"))
 		goto out;
 	attack_busy_disk();
-	check_after("7");
+	if (!check_after("7"))
+		goto out;
+	attack_port_flood("8a a broadcast flood on switch port n1", bcast);
+	if (!check_after("8a"))
+		goto out;
+	attack_port_flood("8b a flood from n1 to n2, which never reads", net_mac[1]);
+	check_after("8b");
 out:
 	if (!viod_dead)
 		ok(stop_viod(), "viod exits 0 on SIGTERM");
@@ -1236,6 +1434,8 @@ out:
 	unlink(sock_b);
 	unlink(sock_c);
 	unlink(sock_d);
+	for (unsigned int i = 0; i < NET_PORTS; i++)
+		unlink(sock_n[i]);
 	unlink(image_d);
 	unlink(ctl);
 	rmdir(dir);
