@@ -419,8 +419,9 @@ enum viod_serve net_switch_tx(struct viod_dev *dev, struct viod_queue *q)
 {
 	struct net *n = viod_dev_priv(dev);
 	struct net_port *p = n->port;
-	unsigned int qi = viod_queue_index(q), pair = qi / 2u, done = 0;
+	unsigned int qi = viod_queue_index(q), pair = qi / 2u, budget = NET_BUDGET;
 	size_t hlen = (size_t)atomic_load_explicit(&n->hdr_len, memory_order_relaxed);
+	struct virtio_net_hdr_mrg_rxbuf h;
 	struct touched t;
 	struct viod_req *r;
 
@@ -428,46 +429,28 @@ enum viod_serve net_switch_tx(struct viod_dev *dev, struct viod_queue *q)
 		p->scratch[pair] = g_malloc(NET_GSO_FRAME_MAX);
 	t.ports = 0;
 	memset(t.pairs, 0, sizeof(t.pairs));
-	while (done < NET_BUDGET && (r = viod_queue_pop(q))) {
-		struct net_frame f = { .data = p->scratch[pair] };
-		enum net_drop why;
-		unsigned int h;
+	while ((r = net_tx_pop(dev, q, hlen, &h, &budget))) {
+		struct net_frame f = { .hdr = h.hdr, .data = p->scratch[pair] };
+		unsigned int fh;
 
-		done++;
-		/* The transmitq carries device-readable buffers only (5.1.6.2). */
-		if (r->out_len < hlen || r->in_num) {
-			net_count_drop(n, qi, NET_DROP_BAD_HEADER);
-			viod_queue_complete(q, r, 0);
-			continue;
-		}
-		viod_iov_to_buf(r->iov, r->out_num, 0, &f.hdr, sizeof(f.hdr));
-		if (!net_tx_check(n, &f.hdr, r->out_len - hlen, &why)) {
-			net_count_drop(n, qi, why);
-			viod_queue_complete(q, r, 0);
-			continue;
-		}
 		f.len = (uint32_t)(r->out_len - hlen);
 		viod_iov_to_buf(r->iov, r->out_num, hlen, f.data, f.len);
 		viod_queue_complete(q, r, 0);
 		f.hdr.flags &= (uint8_t)~VIRTIO_NET_HDR_F_DATA_VALID;
-		h = flow_hash(&f);
+		fh = flow_hash(&f);
 		/* Replies of this flow come back on this pair. */
-		if (p->pairs > 1 && h &&
-		    atomic_load_explicit(&p->flow_pair[h], memory_order_relaxed) != pair)
-			atomic_store_explicit(&p->flow_pair[h], (uint8_t)pair, memory_order_relaxed);
-		forward(p, &f, h, &t, qi);
-		atomic_store_explicit(&n->qs[qi].packets,
-				      atomic_load_explicit(&n->qs[qi].packets, memory_order_relaxed) + 1,
-				      memory_order_relaxed);
-		atomic_store_explicit(&n->qs[qi].bytes,
-				      atomic_load_explicit(&n->qs[qi].bytes, memory_order_relaxed) + f.len,
-				      memory_order_relaxed);
+		if (p->pairs > 1 && fh &&
+		    atomic_load_explicit(&p->flow_pair[fh], memory_order_relaxed) != pair)
+			atomic_store_explicit(&p->flow_pair[fh], (uint8_t)pair, memory_order_relaxed);
+		forward(p, &f, fh, &t, qi);
+		net_count_frame(n, qi, f.len);
 	}
 	if (t.ports)
 		wake(p->sw, &t);
-	if (done)
-		viod_dev_counters_changed(dev);
-	return done ? VIOD_SERVE_PROGRESS : VIOD_SERVE_IDLE;
+	if (budget == NET_BUDGET)
+		return VIOD_SERVE_IDLE;
+	viod_dev_counters_changed(dev);
+	return VIOD_SERVE_PROGRESS;
 }
 
 enum viod_serve net_switch_rx(struct viod_dev *dev, struct viod_queue *q)

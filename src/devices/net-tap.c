@@ -172,31 +172,17 @@ enum viod_serve net_tap_tx(struct viod_dev *dev, struct viod_queue *q)
 {
 	struct net *n = viod_dev_priv(dev);
 	struct net_tap *t = n->tap;
-	unsigned int qi = viod_queue_index(q), done = 0;
+	unsigned int qi = viod_queue_index(q), budget = NET_BUDGET;
 	size_t hlen = atomic_load(&t->hdr_len);
+	struct virtio_net_hdr_mrg_rxbuf h;
 	int fd = t->fds[qi / 2u];
 	struct viod_req *r;
 
-	while (done < NET_BUDGET && (r = viod_queue_pop(q))) {
-		struct virtio_net_hdr_mrg_rxbuf h = { 0 };
+	while ((r = net_tx_pop(dev, q, hlen, &h, &budget))) {
 		struct iovec iov[NET_MAX_IOV + 1];
 		unsigned int niov = 1;
 		size_t skip = hlen;
-		enum net_drop why;
 
-		done++;
-		/* The transmitq carries device-readable buffers only (5.1.6.2). */
-		if (r->out_len < hlen || r->in_num) {
-			net_count_drop(n, qi, NET_DROP_BAD_HEADER);
-			viod_queue_complete(q, r, 0);
-			continue;
-		}
-		viod_iov_to_buf(r->iov, r->out_num, 0, &h, hlen);
-		if (!net_tx_check(n, &h.hdr, r->out_len - hlen, &why)) {
-			net_count_drop(n, qi, why);
-			viod_queue_complete(q, r, 0);
-			continue;
-		}
 		h.num_buffers = 0;
 		iov[0] = (struct iovec){ .iov_base = &h, .iov_len = hlen };
 		for (unsigned int i = 0; i < r->out_num; i++) {
@@ -212,24 +198,16 @@ enum viod_serve net_tap_tx(struct viod_dev *dev, struct viod_queue *q)
 			};
 			skip = 0;
 		}
-		if (writev(fd, iov, (int)niov) < 0) {
+		if (writev(fd, iov, (int)niov) < 0)
 			net_count_drop(n, qi, NET_DROP_BACKEND);
-		} else {
-			atomic_store_explicit(&n->qs[qi].packets,
-					      atomic_load_explicit(&n->qs[qi].packets,
-								   memory_order_relaxed) + 1,
-					      memory_order_relaxed);
-			atomic_store_explicit(&n->qs[qi].bytes,
-					      atomic_load_explicit(&n->qs[qi].bytes,
-								   memory_order_relaxed) +
-						      r->out_len - hlen,
-					      memory_order_relaxed);
-		}
+		else
+			net_count_frame(n, qi, r->out_len - hlen);
 		viod_queue_complete(q, r, 0);
 	}
-	if (done)
-		viod_dev_counters_changed(dev);
-	return done ? VIOD_SERVE_PROGRESS : VIOD_SERVE_IDLE;
+	if (budget == NET_BUDGET)
+		return VIOD_SERVE_IDLE;
+	viod_dev_counters_changed(dev);
+	return VIOD_SERVE_PROGRESS;
 }
 
 enum viod_serve net_tap_rx(struct viod_dev *dev, struct viod_queue *q)

@@ -71,6 +71,36 @@ void net_count_drop(struct net *n, unsigned int qidx, enum net_drop why)
 		bump(&n->qs[qidx].drops[why], 1);
 }
 
+void net_count_frame(struct net *n, unsigned int qidx, uint64_t bytes)
+{
+	bump(&n->qs[qidx].packets, 1);
+	bump(&n->qs[qidx].bytes, bytes);
+}
+
+struct viod_req *net_tx_pop(struct viod_dev *dev, struct viod_queue *q, size_t hlen,
+			    struct virtio_net_hdr_mrg_rxbuf *h, unsigned int *budget)
+{
+	struct net *n = viod_dev_priv(dev);
+	unsigned int qi = viod_queue_index(q);
+	struct viod_req *r;
+
+	while (*budget && (r = viod_queue_pop(q))) {
+		enum net_drop why = NET_DROP_BAD_HEADER;
+
+		(*budget)--;
+		memset(h, 0, sizeof(*h));
+		/* The transmitq carries device-readable buffers only (5.1.6.2). */
+		if (r->out_len >= hlen && !r->in_num) {
+			viod_iov_to_buf(r->iov, r->out_num, 0, h, hlen);
+			if (net_tx_check(n, &h->hdr, r->out_len - hlen, &why))
+				return r;
+		}
+		net_count_drop(n, qi, why);
+		viod_queue_complete(q, r, 0);
+	}
+	return NULL;
+}
+
 /* ---- headers ---- */
 
 bool net_tx_check(struct net *n, const struct virtio_net_hdr *h, uint64_t len,
@@ -270,8 +300,7 @@ static int rx_one(struct viod_dev *dev, struct viod_queue *q, struct net_frame *
 		off += room;
 		viod_queue_complete(q, r, (uint32_t)put);
 	}
-	bump(&n->qs[qi].packets, 1);
-	bump(&n->qs[qi].bytes, f->len);
+	net_count_frame(n, qi, f->len);
 	return 0;
 }
 

@@ -114,6 +114,13 @@ struct net {
  * too few buffers, keep f and try later. */
 int net_rx_deliver(struct viod_dev *dev, struct viod_queue *q, struct net_frame *f);
 void net_count_drop(struct net *n, unsigned int qidx, enum net_drop why);
+/* A frame of bytes bytes went through queue qidx (its worker). */
+void net_count_frame(struct net *n, unsigned int qidx, uint64_t bytes);
+/* The next transmitted chain whose header (read into *h, hlen bytes) and
+ * length pass net_tx_check, or NULL; bad ones are completed and counted.
+ * Each chain popped takes one from *budget. */
+struct viod_req *net_tx_pop(struct viod_dev *dev, struct viod_queue *q, size_t hlen,
+			    struct virtio_net_hdr_mrg_rxbuf *h, unsigned int *budget);
 /* Checks a transmitted header and frame length against the acked
  * features and the MTU; false: drop with *why. */
 bool net_tx_check(struct net *n, const struct virtio_net_hdr *h, uint64_t len,
