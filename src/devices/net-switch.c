@@ -10,8 +10,9 @@
  * receive handler copies cells into the guest's buffers. A flow goes to
  * the pair its receiver last transmitted it on (virtio 1.2, 5.1.6.5.5,
  * automatic receive steering: a small table per port, indexed by a
- * direction-independent hash of addresses and ports), else to pair 0, so
- * a TCP connection is never spread over queues and reordered. Nothing is ever
+ * direction-independent hash of addresses and ports, forgotten when the
+ * device resets), else to pair 0, so a TCP connection is never spread
+ * over queues and reordered. Nothing is ever
  * copied from or into guest memory while a cell is claimed or a shared
  * counter is held: a transmitted frame is first copied into the sender's
  * own scratch buffer, so a front-end that truncates its memory under a
@@ -182,6 +183,10 @@ void net_switch_port_flush(struct net_port *p)
 	for (unsigned int i = 0; i < p->pairs; i++)
 		while ((c = peek(&p->inq[i], &pos)))
 			consume(&p->inq[i], c, pos);
+	/* The next driver may use fewer pairs (a boot loader uses pair 0):
+	 * a flow steered to a pair it never reads would be lost. */
+	for (unsigned int h = 0; h < NET_SW_FLOWS; h++)
+		atomic_store_explicit(&p->flow_pair[h], 0, memory_order_relaxed);
 }
 
 /* ---- flows ---- */

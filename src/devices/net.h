@@ -145,7 +145,8 @@ enum viod_serve net_switch_tx(struct viod_dev *dev, struct viod_queue *q);
 enum viod_serve net_switch_rx(struct viod_dev *dev, struct viod_queue *q);
 /* Control thread: a frame from this port (a RARP announce). */
 void net_switch_inject(struct net_port *p, const uint8_t *frame, uint32_t len);
-/* Drops whatever waits for this port (device reset). */
+/* Drops whatever waits for this port and forgets where its flows were
+ * steered (device reset). */
 void net_switch_port_flush(struct net_port *p);
 unsigned int net_switch_port_count(const struct net_port *p);
 unsigned int net_switch_port_macs(const struct net_port *p);
