@@ -41,7 +41,7 @@
 #include "viod/store.h"
 
 static char sock_a[256], sock_b[256], sock_c[256], sock_d[256], image_d[256], ctl[256];
-static char sock_e[256], sock_f[256];
+static char sock_e[256], sock_f[256], sock_g[256];
 
 /* True if the peer closed the connection (reading only EOF) in time. */
 static bool dropped(int s)
@@ -725,6 +725,7 @@ static void blk_resize(void)
 
 static const uint8_t mac_e[6] = { 0x52, 0x54, 0x00, 0x00, 0x00, 0x0e };
 static const uint8_t mac_f[6] = { 0x52, 0x54, 0x00, 0x00, 0x00, 0x0f };
+static const uint8_t mac_g[6] = { 0x52, 0x54, 0x00, 0x00, 0x00, 0x10 };
 static uint32_t net_seq = 1000;
 
 /* B's control messages are answered in time while E and F are attacked:
@@ -773,7 +774,8 @@ static long long net_drops_when(const char *dev, const char *key, long long want
 /*
  * The attacker: a net front-end that negotiates any features and lays
  * its own chains (the vioif driver sends only good frames, without
- * offloads). Its receiveq has 64 entries, its transmitq 256.
+ * offloads). Its receiveqs have 64 entries, its transmitqs 256; with MQ
+ * in want, two queue pairs.
  */
 struct raw_net {
 	struct viod_fe fe;
@@ -794,6 +796,8 @@ static bool raw_attach(struct raw_net *r, const char *path, uint64_t want)
 	r->fe.queue_num_unit = 2;
 	if (viod_fe_connect(&r->fe, path) < 0 || viod_fe_negotiate(&r->fe, want) < 0 ||
 	    viod_fe_queue_setup(&r->fe, 0, 64) < 0 || viod_fe_queue_setup(&r->fe, 1, 256) < 0 ||
+	    ((want & (1ull << VIRTIO_NET_F_MQ)) &&
+	     (viod_fe_queue_setup(&r->fe, 2, 64) < 0 || viod_fe_queue_setup(&r->fe, 3, 256) < 0)) ||
 	    viod_fe_driver_ok(&r->fe) < 0) {
 		printf("# net on %s: %s\n", path, viod_fe_strerror(&r->fe));
 		viod_fe_disconnect(&r->fe);
@@ -1116,6 +1120,74 @@ static void net_receiver_attacks(void)
 	}
 }
 
+/* A UDP/IPv4 frame of len bytes, 10.0.0.sip:sport to 10.0.0.dip:dport. */
+static void udp4_frame(uint8_t *f, uint32_t len, const uint8_t *dmac, const uint8_t *smac,
+		       uint8_t sip, uint16_t sport, uint8_t dip, uint16_t dport)
+{
+	memset(f, 0, len);
+	memcpy(f, dmac, 6);
+	memcpy(f + 6, smac, 6);
+	f[12] = 0x08;
+	f[14] = 0x45;
+	f[16] = (uint8_t)((len - 14) >> 8), f[17] = (uint8_t)(len - 14);
+	f[22] = 64, f[23] = 17;                   /* TTL, UDP */
+	f[26] = 10, f[29] = sip, f[30] = 10, f[33] = dip;
+	f[34] = (uint8_t)(sport >> 8), f[35] = (uint8_t)sport;
+	f[36] = (uint8_t)(dport >> 8), f[37] = (uint8_t)dport;
+	f[38] = (uint8_t)((len - 34) >> 8), f[39] = (uint8_t)(len - 34);
+}
+
+/*
+ * G (two queue pairs) sends a DHCP-like UDP flow on pair 1, so the
+ * switch steers the flow's replies to G's pair 1 (virtio 1.2, 5.1.6.5.5).
+ * G's front-end goes and the next one sets up pair 0 only (a boot
+ * loader's driver after a reboot): E's reply on that flow must reach it,
+ * not wait in a queue of pair 1 that nobody reads.
+ */
+static void net_flows_forgotten(void)
+{
+	const char *what = "steering left by G's last front-end";
+	uint8_t frame[128], got[2048];
+	struct raw_net e, g;
+	struct viod_fe gfe;
+	struct vioif g2;
+	struct viod_vqd_buf b;
+	size_t len = 0;
+	int rc;
+
+	if (!raw_attach(&e, sock_e, 0)) {
+		ok(false, "net: %s: attach E", what);
+		return;
+	}
+	if (!raw_attach(&g, sock_g, 1ull << VIRTIO_NET_F_MQ)) {
+		ok(false, "net: %s: attach G with two queue pairs", what);
+		viod_fe_disconnect(&e.fe);
+		return;
+	}
+	udp4_frame(frame, sizeof(frame), mac_e, mac_g, 2, 68, 1, 67);
+	b = (struct viod_vqd_buf){ .gpa = raw_buf(&g, NULL, frame, sizeof(frame)),
+				   .len = g.hlen + sizeof(frame) };
+	ok(b.gpa && raw_chain(&g, 3, &b, 1) && viod_fe_wait(&g.fe, 3, POLL_DEADLINE_MS) == 1,
+	   "net: G sends a UDP flow on its queue pair 1");
+	viod_fe_disconnect(&g.fe);
+	if (!test_vioif_attach(&gfe, &g2, sock_g, NULL)) {
+		ok(false, "net: %s: G's next front-end attaches", what);
+		viod_fe_disconnect(&e.fe);
+		return;
+	}
+	udp4_frame(frame, sizeof(frame), mac_g, mac_e, 1, 67, 2, 68);
+	b = (struct viod_vqd_buf){ .gpa = raw_buf(&e, NULL, frame, sizeof(frame)),
+				   .len = e.hlen + sizeof(frame) };
+	ok(b.gpa && raw_chain(&e, 1, &b, 1), "net: E replies on the flow");
+	rc = vioif_recv(&g2, got, sizeof(got), &len, NULL, 2000);
+	ok(rc == 1 && len == sizeof(frame) && !memcmp(got, frame, len),
+	   "net: %s: G's next front-end, on queue pair 0 only, gets the reply (%d, %zu bytes)",
+	   what, rc, len);
+	test_vioif_detach(&gfe, &g2);
+	viod_fe_disconnect(&e.fe);
+	net_check_after(what);
+}
+
 enum net_ring_attack { NET_MANY_DESC, NET_LOOP, NET_TX_JUMP, NET_RX_JUMP };
 
 static const char *const net_ring_names[] = {
@@ -1193,6 +1265,7 @@ static void net_ring_attack(enum net_ring_attack kind)
 static pid_t start_viod(const char *viod, const char *dir)
 {
 	char spec_a[300], spec_b[300], spec_c[300], spec_d[600], spec_e[400], spec_f[400];
+	char spec_g[400];
 	pid_t pid;
 	int fd;
 
@@ -1212,6 +1285,9 @@ static pid_t start_viod(const char *viod, const char *dir)
 		 "mac=52:54:00:00:00:0e", sock_e);
 	snprintf(spec_f, sizeof(spec_f), "net,id=f,socket=%s,backend=switch:hs,"
 		 "mac=52:54:00:00:00:0f", sock_f);
+	snprintf(sock_g, sizeof(sock_g), "%s/g.sock", dir);
+	snprintf(spec_g, sizeof(spec_g), "net,id=g,socket=%s,backend=switch:hs,"
+		 "mac=52:54:00:00:00:10,queue-pairs=2", sock_g);
 	fd = open(image_d, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
 	if (fd < 0 || ftruncate(fd, D_SECTORS * 512ull) < 0) {
 		printf("Bail out! cannot create %s\n", image_d);
@@ -1222,7 +1298,7 @@ static pid_t start_viod(const char *viod, const char *dir)
 	if (pid == 0) {
 		execl(viod, viod, "--control", ctl, "--device", spec_a, "--device", spec_b,
 		      "--device", spec_c, "--device", spec_d, "--device", spec_e,
-		      "--device", spec_f, (char *)NULL);
+		      "--device", spec_f, "--device", spec_g, (char *)NULL);
 		_exit(127);
 	}
 	for (int64_t end = now_ms() + POLL_DEADLINE_MS;; usleep(10000)) {
@@ -1230,7 +1306,7 @@ static pid_t start_viod(const char *viod, const char *dir)
 
 		if (stat(sock_a, &st) == 0 && stat(sock_b, &st) == 0 &&
 		    stat(sock_c, &st) == 0 && stat(sock_d, &st) == 0 && stat(sock_e, &st) == 0 &&
-		    stat(sock_f, &st) == 0 && stat(ctl, &st) == 0)
+		    stat(sock_f, &st) == 0 && stat(sock_g, &st) == 0 && stat(ctl, &st) == 0)
 			break;
 		if (pid < 0 || waitpid(pid, NULL, WNOHANG) != 0 || now_ms() >= end) {
 			printf("Bail out! viod did not create its sockets within %d ms\n",
@@ -1276,6 +1352,7 @@ int main(int argc, char **argv)
 	net_receiver_attacks();
 	for (int k = NET_MANY_DESC; k <= NET_RX_JUMP; k++)
 		net_ring_attack((enum net_ring_attack)k);
+	net_flows_forgotten();
 
 	ok(kill(pid, 0) == 0, "viod still running after every attack");
 	kill(pid, SIGTERM);
@@ -1283,7 +1360,7 @@ int main(int argc, char **argv)
 	ok(WIFEXITED(status) && WEXITSTATUS(status) == 0, "viod exits 0 on SIGTERM");
 	ok(access(sock_a, F_OK) < 0 && access(sock_b, F_OK) < 0 && access(sock_c, F_OK) < 0 &&
 	   access(sock_d, F_OK) < 0 && access(sock_e, F_OK) < 0 && access(sock_f, F_OK) < 0 &&
-	   access(ctl, F_OK) < 0, "sockets removed");
+	   access(sock_g, F_OK) < 0 && access(ctl, F_OK) < 0, "sockets removed");
 	unlink(image_d);
 	rmdir(dir);
 	return tap_done();
