@@ -828,6 +828,15 @@ static bool raw_chain(struct raw_net *r, unsigned int idx, const struct viod_vqd
 	       viod_fe_kick(&r->fe, idx) >= 0;
 }
 
+/* Sends a header (NULL: zeros) and frame as one chain on r's queue idx. */
+static bool raw_send(struct raw_net *r, unsigned int idx, const void *hdr, const void *frame,
+		     uint32_t len)
+{
+	struct viod_vqd_buf b = { .gpa = raw_buf(r, hdr, frame, len), .len = r->hlen + len };
+
+	return b.gpa && raw_chain(r, idx, &b, 1);
+}
+
 /* Takes back what the device returned on the transmitq: false if it
  * wrote into a transmit chain or returned a bogus entry. */
 static bool raw_reap(struct raw_net *r)
@@ -846,13 +855,10 @@ static bool raw_reap(struct raw_net *r)
 static bool raw_send_good(struct raw_net *r, uint32_t *seq)
 {
 	uint8_t frame[128];
-	struct viod_vqd_buf b;
 
 	*seq = net_seq++;
 	vioif_frame_fill(frame, sizeof(frame), mac_f, mac_e, *seq);
-	b = (struct viod_vqd_buf){ .gpa = raw_buf(r, NULL, frame, sizeof(frame)),
-				   .len = r->hlen + sizeof(frame) };
-	return b.gpa && raw_chain(r, 1, &b, 1);
+	return raw_send(r, 1, NULL, frame, sizeof(frame));
 }
 
 /*
@@ -941,9 +947,7 @@ static bool net_post_bad(struct raw_net *e, const struct net_bad *b)
 		c[0] = (struct viod_vqd_buf){ .gpa = gpa, .len = 4u << 20 };
 		return raw_chain(e, 1, c, 1);
 	default:
-		c[0] = (struct viod_vqd_buf){ .gpa = raw_buf(e, &h, frame, b->len),
-					      .len = e->hlen + b->len };
-		return c[0].gpa && raw_chain(e, 1, c, 1);
+		return raw_send(e, 1, &h, frame, b->len);
 	}
 }
 
@@ -1025,19 +1029,30 @@ static void net_frame_attacks(void)
 		       G_N_ELEMENTS(csum));
 }
 
-/* An Ethernet/IPv4/TCP frame of len bytes to F, for segmentation. */
-static void tcp4_frame(uint8_t *f, uint32_t len)
+/*
+ * An IPv4 frame of len bytes carrying TCP (proto 6: a 20-byte header,
+ * PSH and ACK) or UDP (17), from 10.0.0.sip:sport to 10.0.0.dip:dport;
+ * the rest zeros.
+ */
+static void ip4_frame(uint8_t *f, uint32_t len, const uint8_t *dmac, const uint8_t *smac,
+		      uint8_t proto, uint8_t sip, uint16_t sport, uint8_t dip, uint16_t dport)
 {
 	memset(f, 0, len);
-	memcpy(f, mac_f, 6);
-	memcpy(f + 6, mac_e, 6);
-	f[12] = 0x08;                             /* IPv4 */
+	memcpy(f, dmac, 6);
+	memcpy(f + 6, smac, 6);
+	f[12] = 0x08;
 	f[14] = 0x45;                             /* version 4, 20 bytes */
 	f[16] = (uint8_t)((len - 14) >> 8), f[17] = (uint8_t)(len - 14);
-	f[22] = 64, f[23] = 6;                    /* TTL, TCP */
-	f[26] = 10, f[29] = 1, f[30] = 10, f[33] = 2;
-	f[46] = 5 << 4;                           /* TCP header: 20 bytes */
-	f[47] = 0x18;                             /* PSH, ACK */
+	f[22] = 64, f[23] = proto;
+	f[26] = 10, f[29] = sip, f[30] = 10, f[33] = dip;
+	f[34] = (uint8_t)(sport >> 8), f[35] = (uint8_t)sport;
+	f[36] = (uint8_t)(dport >> 8), f[37] = (uint8_t)dport;
+	if (proto == 17) {
+		f[38] = (uint8_t)((len - 34) >> 8), f[39] = (uint8_t)(len - 34);
+	} else {
+		f[46] = 5 << 4;
+		f[47] = 0x18;
+	}
 }
 
 /*
@@ -1056,16 +1071,13 @@ static void net_gso_refused(struct raw_net *e, struct vioif *f, const char *what
 	};
 	long long before = net_drops("f", "gso"), v;
 	uint8_t frame[3000];
-	struct viod_vqd_buf c;
 
 	if (tcp)
-		tcp4_frame(frame, sizeof(frame));
+		ip4_frame(frame, sizeof(frame), mac_f, mac_e, 6, 1, 1000, 2, 80);
 	else
 		vioif_frame_fill(frame, VIOIF_FRAME_MAX, mac_f, mac_e, 7);
-	c = (struct viod_vqd_buf){ .gpa = raw_buf(e, &h, frame, sizeof(frame)),
-				   .len = e->hlen + sizeof(frame) };
-	ok(c.gpa && raw_chain(e, 1, &c, 1), "net: %s, 3000 bytes, sent to F, which has no "
-	   "GUEST_TSO4", what);
+	ok(raw_send(e, 1, &h, frame, sizeof(frame)), "net: %s, 3000 bytes, sent to F, which "
+	   "has no GUEST_TSO4", what);
 	ok(net_marker(e, f, what), "net: %s: F's guest sees none of it", what);
 	v = net_drops_when("f", "gso", before + 1);
 	ok(v == before + 1, "net: %s: counted in F's drops/gso (%lld, was %lld)", what, v, before);
@@ -1120,23 +1132,6 @@ static void net_receiver_attacks(void)
 	}
 }
 
-/* A UDP/IPv4 frame of len bytes, 10.0.0.sip:sport to 10.0.0.dip:dport. */
-static void udp4_frame(uint8_t *f, uint32_t len, const uint8_t *dmac, const uint8_t *smac,
-		       uint8_t sip, uint16_t sport, uint8_t dip, uint16_t dport)
-{
-	memset(f, 0, len);
-	memcpy(f, dmac, 6);
-	memcpy(f + 6, smac, 6);
-	f[12] = 0x08;
-	f[14] = 0x45;
-	f[16] = (uint8_t)((len - 14) >> 8), f[17] = (uint8_t)(len - 14);
-	f[22] = 64, f[23] = 17;                   /* TTL, UDP */
-	f[26] = 10, f[29] = sip, f[30] = 10, f[33] = dip;
-	f[34] = (uint8_t)(sport >> 8), f[35] = (uint8_t)sport;
-	f[36] = (uint8_t)(dport >> 8), f[37] = (uint8_t)dport;
-	f[38] = (uint8_t)((len - 34) >> 8), f[39] = (uint8_t)(len - 34);
-}
-
 /*
  * G (two queue pairs) sends a DHCP-like UDP flow on pair 1, so the
  * switch steers the flow's replies to G's pair 1 (virtio 1.2, 5.1.6.5.5).
@@ -1151,7 +1146,6 @@ static void net_flows_forgotten(void)
 	struct raw_net e, g;
 	struct viod_fe gfe;
 	struct vioif g2;
-	struct viod_vqd_buf b;
 	size_t len = 0;
 	int rc;
 
@@ -1164,10 +1158,9 @@ static void net_flows_forgotten(void)
 		viod_fe_disconnect(&e.fe);
 		return;
 	}
-	udp4_frame(frame, sizeof(frame), mac_e, mac_g, 2, 68, 1, 67);
-	b = (struct viod_vqd_buf){ .gpa = raw_buf(&g, NULL, frame, sizeof(frame)),
-				   .len = g.hlen + sizeof(frame) };
-	ok(b.gpa && raw_chain(&g, 3, &b, 1) && viod_fe_wait(&g.fe, 3, POLL_DEADLINE_MS) == 1,
+	ip4_frame(frame, sizeof(frame), mac_e, mac_g, 17, 2, 68, 1, 67);
+	ok(raw_send(&g, 3, NULL, frame, sizeof(frame)) &&
+	   viod_fe_wait(&g.fe, 3, POLL_DEADLINE_MS) == 1,
 	   "net: G sends a UDP flow on its queue pair 1");
 	viod_fe_disconnect(&g.fe);
 	if (!test_vioif_attach(&gfe, &g2, sock_g, NULL)) {
@@ -1175,10 +1168,8 @@ static void net_flows_forgotten(void)
 		viod_fe_disconnect(&e.fe);
 		return;
 	}
-	udp4_frame(frame, sizeof(frame), mac_g, mac_e, 1, 67, 2, 68);
-	b = (struct viod_vqd_buf){ .gpa = raw_buf(&e, NULL, frame, sizeof(frame)),
-				   .len = e.hlen + sizeof(frame) };
-	ok(b.gpa && raw_chain(&e, 1, &b, 1), "net: E replies on the flow");
+	ip4_frame(frame, sizeof(frame), mac_g, mac_e, 17, 1, 67, 2, 68);
+	ok(raw_send(&e, 1, NULL, frame, sizeof(frame)), "net: E replies on the flow");
 	rc = vioif_recv(&g2, got, sizeof(got), &len, NULL, 2000);
 	ok(rc == 1 && len == sizeof(frame) && !memcmp(got, frame, len),
 	   "net: %s: G's next front-end, on queue pair 0 only, gets the reply (%d, %zu bytes)",
