@@ -115,8 +115,8 @@ struct side {
 	int sv[2];
 	struct viod_vqd q[4];
 	bool up[4];
-	uint8_t *filler, *drain;
-	uint64_t drain_gpa;
+	uint8_t *filler, *drain[2];  /* a drain buffer per pair */
+	uint64_t drain_gpa[2];
 	struct chain chains[MAX_CHAINS];
 	unsigned int nchains;
 	unsigned int tx_posted, tx_used;
@@ -261,7 +261,8 @@ static bool side_init(struct side *s, int i, uint8_t global, uint8_t f1, uint8_t
 		.gpa = GPA, .size = MEM, .uva = UVA, .host = s->a.host,
 	};
 	if (!(s->filler = alloc(s, FILLER, &(uint64_t){ 0 })) ||
-	    !(s->drain = alloc(s, DRAIN_LEN, &s->drain_gpa)))
+	    !(s->drain[0] = alloc(s, DRAIN_LEN, &s->drain_gpa[0])) ||
+	    !(s->drain[1] = alloc(s, DRAIN_LEN, &s->drain_gpa[1])))
 		return false;
 	if (!filled[i])
 		for (uint32_t k = 0; k < FILLER; k++)
@@ -691,32 +692,43 @@ static void do_control(struct side *s, const uint8_t *rec, bool *simple)
 }
 
 /*
- * Posts one chain that holds any frame on each receive ring of pair 0 and
- * runs, until no frame comes. False if a frame may still wait (a ring
- * broken, full or never set up).
+ * Posts one chain that holds any frame on each receive ring (a port has a
+ * queue per pair, which only that pair's ring reads) and runs, until no
+ * frame comes. False if a frame may still wait (a ring broken, full or
+ * never set up).
  */
 static bool drain(struct side *s)
 {
-	if (!s->up[0])
-		return false;
-	/* A frame at a time: a port's queue holds 512. */
+	/* A frame at a time per ring: a port's queue holds 512. */
 	for (int i = 0; i < 600; i++) {
-		struct chain *c;
 		uint64_t before = s->rx_used_len;
-		unsigned int nused = s->q[0].last_used;
+		unsigned int nused = 0;
 
-		if (ring_broken(s, 0) || s->q[0].num_free == 0 || !(c = chain_new(s)))
-			return false;
-		c->seg[0] = s->drain;
-		c->seglen[0] = DRAIN_LEN;
-		c->nseg = 1;
-		if (viod_vqd_add(&s->q[0], &(struct viod_vqd_buf){ .gpa = s->drain_gpa,
-							       .len = DRAIN_LEN,
-							       .writable = true }, 1, c) < 0)
-			return false;
+		for (unsigned int pr = 0; pr < s->pairs; pr++) {
+			unsigned int qi = 2 * pr;
+			struct chain *c;
+
+			if (!s->up[qi] || ring_broken(s, qi) || s->q[qi].num_free == 0 ||
+			    !(c = chain_new(s)))
+				return false;
+			c->seg[0] = s->drain[pr];
+			c->seglen[0] = DRAIN_LEN;
+			c->nseg = 1;
+			if (viod_vqd_add(&s->q[qi], &(struct viod_vqd_buf){ .gpa = s->drain_gpa[pr],
+									.len = DRAIN_LEN,
+									.writable = true }, 1, c) < 0)
+				return false;
+			nused += s->q[qi].last_used;
+		}
 		run();
-		if (s->q[0].last_used == nused && s->rx_used_len == before)
-			return !ring_broken(s, 0);
+		for (unsigned int pr = 0; pr < s->pairs; pr++)
+			nused -= s->q[2 * pr].last_used;
+		if (nused == 0 && s->rx_used_len == before) {
+			for (unsigned int pr = 0; pr < s->pairs; pr++)
+				if (ring_broken(s, 2 * pr))
+					return false;
+			return true;
+		}
 	}
 	return false;
 }

@@ -135,10 +135,11 @@ SEEDS = {
     "mtu-mismatch": seed(glob(), feat(mrg=True, mtu=9000), feat(mrg=True, fmtu=True), [
         rx(B, 16, 4096), tx(A, 9018), tx(A, 1518), tx(A, 1519), rx(A, 4, 9100),
         tx(B, 1518)]),
-    "two-pairs-two-workers": seed(glob(pairs2=True, workers2=True), feat(mrg=True),
-                                  feat(mrg=True), [
-        rx(B, 4, 2048, pair=1), rx(A, 4, 2048), tx(A, 1514, pair=1), tx(A, 60),
-        tx(B, 300, pair=1), tx(B, 1514), rx(B, 4, 2048)]),
+    "two-pairs-steered": seed(glob(pairs2=True, workers2=True), feat(mrg=True),
+                              feat(mrg=True), [
+        rx(A, 4, 2048), rx(B, 4, 2048), rx(A, 4, 2048, pair=1), tx(B, 100, tcp=TCP4, pair=1),
+        tx(A, 100, tcp=TCP4), tx(A, 60, pair=1), tx(A, 200, tcp=TCP4, copies=8),
+        tx(B, 300, pair=1)]),
     "small-ring": seed(glob(ring=8), feat(mrg=True), feat(mrg=True), [
         rx(B, 8, 64), tx(A, 1514), tx(A, 60), run()]),
     "no-receive-ring": seed(glob(b_no_rx=True), feat(), feat(), [
