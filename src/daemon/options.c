@@ -18,20 +18,18 @@ static bool is_core_option(const char *key)
 	return false;
 }
 
-/* A byte count with an optional K, M, G or T suffix (powers of 1024). */
-struct viod_dev *viod_device_from_spec(const char *spec, GError **err)
+/*
+ * parts: the type, then "key=value" strings, split in place at their '='.
+ * With single, id defaults to the type and socket= is refused (the
+ * socket comes from --socket-path or --fd); without, both are required.
+ */
+static struct viod_dev *device_from_parts(char **parts, bool single, GError **err)
 {
-	g_auto(GStrv) parts = g_strsplit(spec, ",", -1);
 	const struct viod_device_ops *ops;
 	struct viod_dev *dev;
 	const char *id = NULL, *socket = NULL;
 	guint64 poll_us = G_MAXUINT64, workers = 1, mem_max = 0;
 
-	if (!parts[0] || !*parts[0]) {
-		g_set_error(err, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
-			    "--device needs TYPE,id=ID,socket=PATH");
-		return NULL;
-	}
 	ops = viod_device_lookup(parts[0]);
 	if (!ops) {
 		g_autofree char *known = viod_device_type_list();
@@ -57,6 +55,11 @@ struct viod_dev *viod_device_from_spec(const char *spec, GError **err)
 				return NULL;
 			}
 		}
+		if (strcmp(parts[i], "socket") == 0 && single) {
+			g_set_error(err, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+				    "device option 'socket': use --socket-path or --fd");
+			return NULL;
+		}
 		if (strcmp(parts[i], "id") == 0)
 			id = eq + 1;
 		else if (strcmp(parts[i], "socket") == 0)
@@ -71,7 +74,9 @@ struct viod_dev *viod_device_from_spec(const char *spec, GError **err)
 			return NULL;
 		}
 	}
-	if (!id || !socket) {
+	if (single && !id)
+		id = parts[0];
+	if (!id || (!socket && !single)) {
 		g_set_error(err, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
 			    "device '%s' needs id= and socket=", parts[0]);
 		return NULL;
@@ -83,7 +88,7 @@ struct viod_dev *viod_device_from_spec(const char *spec, GError **err)
 	}
 
 	dev = viod_dev_new(ops, id);
-	dev->socket_path = g_strdup(socket);
+	dev->socket_path = g_strdup(socket);   /* NULL when single */
 	if (poll_us != G_MAXUINT64)
 		dev->poll_max_ns = (uint32_t)(poll_us * 1000);
 	dev->nworkers = (unsigned int)workers;
@@ -112,4 +117,34 @@ struct viod_dev *viod_device_from_spec(const char *spec, GError **err)
 		return NULL;
 	}
 	return dev;
+}
+
+struct viod_dev *viod_device_from_spec(const char *spec, GError **err)
+{
+	g_auto(GStrv) parts = g_strsplit(spec, ",", -1);
+
+	if (!parts[0] || !*parts[0]) {
+		g_set_error(err, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+			    "--device needs TYPE,id=ID,socket=PATH");
+		return NULL;
+	}
+	return device_from_parts(parts, false, err);
+}
+
+struct viod_dev *viod_device_from_options(const char *type, const char *const *options,
+					  const char *const *extra, GError **err)
+{
+	g_autoptr(GPtrArray) parts = g_ptr_array_new_with_free_func(g_free);
+
+	g_ptr_array_add(parts, g_strdup(type));
+	for (guint i = 0; options && options[i]; i++) {
+		g_auto(GStrv) opts = g_strsplit(options[i], ",", -1);
+
+		for (guint j = 0; opts[j]; j++)
+			g_ptr_array_add(parts, g_strdup(opts[j]));
+	}
+	for (guint i = 0; extra && extra[i]; i++)
+		g_ptr_array_add(parts, g_strdup(extra[i]));
+	g_ptr_array_add(parts, NULL);
+	return device_from_parts((char **)parts->pdata, true, err);
 }

@@ -13,4 +13,17 @@ struct viod_dev;
  */
 struct viod_dev *viod_device_from_spec(const char *spec, GError **err);
 
+/*
+ * Single-device mode (vhost-user.rst's back-end program conventions): a
+ * device of TYPE with the key=value pairs of options (each a comma-separated
+ * list, as in a --device spec after the type; NULL-terminated, or NULL) and
+ * of extra (NULL-terminated key=value strings taken whole, so a value may
+ * hold commas, e.g. a --blk-file path; or NULL). The same keys as
+ * viod_device_from_spec(), but id defaults to TYPE and socket is refused:
+ * the caller serves the socket it got from --socket-path or --fd
+ * (dev->socket_path stays NULL). NULL with *err set on any bad input.
+ */
+struct viod_dev *viod_device_from_options(const char *type, const char *const *options,
+					  const char *const *extra, GError **err);
+
 #endif

@@ -18,6 +18,7 @@
 #include "util/listen.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <glib-unix.h>
 #include <stdio.h>
 #include <string.h>
@@ -97,6 +98,8 @@ void viod_server_disconnect(struct viod_dev *dev, const char *why)
 		dev->ops->reset(dev);
 	if (dev->listen_fd >= 0 && !dev->listen_watch)
 		watch_listen(dev);
+	else if (dev->listen_fd < 0 && dev->on_frontend_gone)
+		dev->on_frontend_gone(dev);
 	viod_dev_state_changed(dev);
 	if (dev->inline_mode)
 		viod_server_notified(dev);
@@ -257,6 +260,23 @@ static gboolean on_notify(gint fd, GIOCondition cond, gpointer data)
 	return G_SOURCE_CONTINUE;
 }
 
+/* Serves c (non-blocking) as the front-end's connection; -errno: c is closed. */
+static int take_conn(struct viod_dev *dev, int c)
+{
+	int rc = viod_workers_launch(dev);
+
+	if (rc < 0) {
+		close(c);
+		return rc;
+	}
+	dev->conn_fd = c;
+	dev->connections++;
+	viod_rxbuf_reset(&dev->rx, false);
+	conn_watch(dev);
+	viod_dev_info(dev, false, "front-end connected");
+	return 0;
+}
+
 static gboolean on_accept(gint fd, GIOCondition cond, gpointer data)
 {
 	struct viod_dev *dev = data;
@@ -267,17 +287,11 @@ static gboolean on_accept(gint fd, GIOCondition cond, gpointer data)
 			viod_dev_warn(dev, "accept: %s", g_strerror(errno));
 		return G_SOURCE_CONTINUE;
 	}
-	rc = viod_workers_launch(dev);
+	rc = take_conn(dev, c);
 	if (rc < 0) {
 		viod_dev_warn(dev, "front-end refused: cannot start a worker: %s", g_strerror(-rc));
-		close(c);
 		return G_SOURCE_CONTINUE;
 	}
-	dev->conn_fd = c;
-	dev->connections++;
-	viod_rxbuf_reset(&dev->rx, false);
-	conn_watch(dev);
-	viod_dev_info(dev, false, "front-end connected");
 	dev->listen_watch = 0;
 	viod_dev_state_changed(dev);
 	return G_SOURCE_REMOVE;
@@ -294,6 +308,68 @@ int viod_server_listen(struct viod_dev *dev, const char *path, GError **err)
 	g_free(dev->socket_path);
 	dev->socket_path = g_strdup(path);
 	watch_listen(dev);
+	dev->notify_watch = g_unix_fd_add(dev->notify_fd, G_IO_IN, on_notify, dev);
+	return 0;
+}
+
+/* -errno with *err set unless fd is a UNIX stream socket; *listening says which kind. */
+static int check_socket(int fd, bool *listening, GError **err)
+{
+	int domain = 0, type = 0, acc = 0;
+	socklen_t len = sizeof(int);
+	struct stat st;
+
+	if (fstat(fd, &st) < 0) {
+		int e = errno;
+
+		g_set_error(err, G_FILE_ERROR, g_file_error_from_errno(e), "fd %d: %s", fd,
+			    g_strerror(e));
+		return -e;
+	}
+	if (!S_ISSOCK(st.st_mode) ||
+	    getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) < 0 || domain != AF_UNIX ||
+	    (len = sizeof(int), getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0) ||
+	    type != SOCK_STREAM ||
+	    (len = sizeof(int), getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &len) < 0)) {
+		g_set_error(err, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+			    "fd %d is not a UNIX stream socket", fd);
+		return -ENOTSOCK;
+	}
+	*listening = acc != 0;
+	return 0;
+}
+
+int viod_server_adopt(struct viod_dev *dev, int fd, GError **err)
+{
+	bool listening = false;
+	int flags, rc;
+
+	rc = check_socket(fd, &listening, err);
+	if (rc < 0) {
+		close(fd);
+		return rc;
+	}
+	flags = fcntl(fd, F_GETFL);
+	if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0 ||
+	    fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) {
+		rc = -errno;
+		g_set_error(err, G_FILE_ERROR, g_file_error_from_errno(-rc), "fd %d: %s", fd,
+			    g_strerror(-rc));
+		close(fd);
+		return rc;
+	}
+	g_clear_pointer(&dev->socket_path, g_free);
+	if (listening) {
+		dev->listen_fd = fd;
+		watch_listen(dev);
+	} else {
+		rc = take_conn(dev, fd);
+		if (rc < 0) {
+			g_set_error(err, G_FILE_ERROR, g_file_error_from_errno(-rc),
+				    "cannot start a worker: %s", g_strerror(-rc));
+			return rc;
+		}
+	}
 	dev->notify_watch = g_unix_fd_add(dev->notify_fd, G_IO_IN, on_notify, dev);
 	return 0;
 }

@@ -292,6 +292,9 @@ struct viod_dev {
 	/* Called on the control thread while counters_dirty is set; the hook
 	 * coalesces, and clears the flag when it publishes. */
 	void (*on_counters_changed)(struct viod_dev *dev);
+	/* Called on the control thread when the front-end of a device with
+	 * no listening socket (a connected --fd) is gone for good. */
+	void (*on_frontend_gone)(struct viod_dev *dev);
 	bool in_message;
 	bool state_dirty;
 	int notify_fd;             /* workers -> control: done commands, counters */
@@ -426,6 +429,15 @@ unsigned int viod_dev_run_queues(struct viod_dev *dev);
 
 /* server.c: the device's socket on the GLib loop. */
 int viod_server_listen(struct viod_dev *dev, const char *path, GError **err);
+/*
+ * Serves an inherited socket (vhost-user.rst's --fd), which from then on
+ * is the device's (closed on error too). A listening one is served as
+ * viod_server_listen()'s, but its path, if any, is not removed; a
+ * connected one is the front-end itself: when it goes there is nothing
+ * left to accept, and on_frontend_gone is called. 0, or -errno with *err
+ * set (not a UNIX stream socket, no worker).
+ */
+int viod_server_adopt(struct viod_dev *dev, int fd, GError **err);
 void viod_server_close(struct viod_dev *dev);
 void viod_server_disconnect(struct viod_dev *dev, const char *why);
 /* Control thread: takes completed commands and counter changes. */
