@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The same Linux guest and balloon target, once with QEMU's built-in
 # virtio-balloon (QMP `balloon`) and once with viod's balloon (balloonctl
-# set --wait) behind vhost-user-device-pci, in one run: seconds until the
+# set --wait) behind QEMU's generic vhost-user-test-device-pci (or
+# vhost-user-device-pci; tools/qemu-generic-device.sh), in one run: seconds until the
 # guest's balloon reaches the target, and host memory actually freed (bytes
 # QEMU's guest-RAM memfd stops holding), with the ratios viod/QEMU.
 # Usage: bench/balloon.sh [BUILD_DIR] [GUEST_MB] [BALLOON_MB]
@@ -22,6 +23,7 @@ balloon_mb=${3:-512}
 pages=$((balloon_mb * 256))
 fill=$((guest_mb * 7 / 10))
 qemu=$("$top/tools/build-qemu.sh" | tail -n 1)
+generic=$("$top/tools/qemu-generic-device.sh" "$qemu") || exit 2
 guest=$("$top/tools/guest/build-guest.sh" | tail -n 1)
 for b in "$build/viod" "$build/tools/balloonctl"; do
 	[ -x "$b" ] || { echo "bench: $b missing: build first" >&2; exit 2; }
@@ -72,7 +74,7 @@ for _ in $(seq "${VIOD_BENCH_ROUNDS:-3}"); do
 	run qemu "qmp.sock" -device virtio-balloon-pci,id=bal0 \
 		-qmp "unix:$tmp/qmp.sock,server=on,wait=off"
 	run viod "$tmp/b0.sock" -chardev "socket,id=c0,path=$tmp/b0.sock" \
-		-device vhost-user-device-pci,virtio-id=5,num_vqs=4,config_size=16,chardev=c0
+		-device "$generic,virtio-id=5,num_vqs=4,config_size=16,chardev=c0"
 	# The target outlives a connection (a reconnecting QEMU keeps its
 	# guest's balloon); the next guest must start from none.
 	"$build/tools/balloonctl" --socket "$tmp/control" set b0 0 >/dev/null

@@ -16,6 +16,7 @@ bash tools/install-deps.sh
 ninja -C build >/dev/null
 guest=$(tools/guest/build-guest.sh)
 qemu=$(tools/build-qemu.sh | tail -n 1)
+generic=$(tools/qemu-generic-device.sh "$qemu")
 
 tmp=$(mktemp -d)
 viod_pid=""
@@ -69,7 +70,7 @@ done < <(tools/guest/run-guest.sh --qemu "$qemu" --memory 512 \
 	--kernel "$guest/vmlinuz" --initrd "$guest/initrd.img" --script "$tmp/guest.sh" -- \
 	-chardev "socket,id=c0,path=$tmp/rng0.sock" -device vhost-user-rng-pci,chardev=c0 \
 	-chardev "socket,id=c1,path=$tmp/balloon0.sock" \
-	-device vhost-user-device-pci,virtio-id=5,num_vqs=4,config_size=16,chardev=c1 2>/dev/null)
+	-device "$generic,virtio-id=5,num_vqs=4,config_size=16,chardev=c1" 2>/dev/null)
 
 echo "== the viornd reference driver on the same rng socket"
 build/tools/vioguest --socket "$tmp/rng0.sock" rng --bytes 32 --hex

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Guest test: a Linux guest's virtio_balloon on viod's balloon, through the
-# generic vhost-user-device-pci (virtio-id 5) of the patched QEMU. The host
+# generic vhost-user-test-device-pci (virtio-id 5; vhost-user-device-pci
+# before QEMU 10.2, tools/qemu-generic-device.sh picks) of the patched QEMU. The host
 # operator's tool, balloonctl, inflates the balloon to a target and back to
 # zero, several times; the test checks the guest's own counters, the host
 # memory QEMU's memfd really holds, viod's host-freed accounting, the
@@ -51,6 +52,12 @@ ok() { n=$((n + 1)); echo "ok $n - $*"; }
 not_ok() { n=$((n + 1)); fails=$((fails + 1)); echo "not ok $n - $*"; }
 skip() { n=$((n + 1)); echo "ok $n - $1 # SKIP $2"; }
 check() { local d=$1; shift; if "$@"; then ok "$d"; else not_ok "$d"; fi; }
+
+if ! generic=$("$top/tools/qemu-generic-device.sh" "$qemu"); then
+	echo "Bail out! $qemu has no generic vhost-user device to create"
+	exit 1
+fi
+echo "# generic device: $generic"
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/viod-balloon.XXXXXX")
 sock=$tmp/b0.sock ctl=$tmp/control
@@ -229,7 +236,7 @@ done < <("$top/tools/guest/run-guest.sh" --kernel "$dir/vmlinuz" --initrd "$dir/
 	--host-channel "$tmp/host" \
 	--append "console=ttyS0 panic=-1 quiet viod.pages=$pages viod.cycles=$cycles" -- \
 	-chardev "socket,id=c0,path=$sock" \
-	-device "vhost-user-device-pci,virtio-id=5,num_vqs=$nvqs,config_size=16,chardev=c0" 2>&2)
+	-device "$generic,virtio-id=5,num_vqs=$nvqs,config_size=16,chardev=c0" 2>&2)
 
 check "the host plan ran" [ "$planned" -eq 1 ]
 check "guest saw $((pages * cycles)) pages inflated (balloon_inflate=$inf)" [ "$inf" -ge $((pages * cycles)) ]

@@ -16,12 +16,14 @@ here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
 qemu=${VIOD_QEMU:-qemu-system-x86_64}
 # The guest-side device: QEMU's vhost-user-rng-pci, or (VIOD_RNG_GENERIC=1)
-# the generic vhost-user-device-pci with virtio-id 4, which needs the
-# patched QEMU (tools/build-qemu.sh, passed as VIOD_PATCHED_QEMU).
+# the generic vhost-user-test-device-pci (vhost-user-device-pci before
+# QEMU 10.2; tools/qemu-generic-device.sh picks) with virtio-id 4, which
+# needs QEMU 10.2 or the patched QEMU (tools/build-qemu.sh, passed as
+# VIOD_PATCHED_QEMU).
 device=vhost-user-rng-pci,chardev=c0
-if [ "${VIOD_RNG_GENERIC:-0}" = 1 ]; then
+generic=${VIOD_RNG_GENERIC:-0}
+if [ "$generic" = 1 ]; then
 	qemu=${VIOD_PATCHED_QEMU:-$qemu}
-	device=vhost-user-device-pci,virtio-id=4,num_vqs=1,chardev=c0
 fi
 guest_timeout=${VIOD_GUEST_TIMEOUT:-120}
 
@@ -48,6 +50,13 @@ check() {
 	shift
 	if "$@"; then ok "$desc"; else not_ok "$desc"; fi
 }
+
+if [ "$generic" = 1 ]; then
+	name=$("$top/tools/qemu-generic-device.sh" "$qemu") ||
+		bail "$qemu has no generic vhost-user device to create"
+	device=$name,virtio-id=4,num_vqs=1,chardev=c0
+	echo "# generic device: $name"
+fi
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/viod-rng.XXXXXX")
 sock=$tmp/rng0.sock

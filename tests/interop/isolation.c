@@ -13,8 +13,8 @@
  *   4. memory tables on A that must be refused: /dev/zero and a sparse
  *      memfd with 16 TiB regions, a pipe;
  *   5. C's guest holds two stats buffers: viod must not burn CPU;
- *   6. C's front-end sets up five queues (QEMU's vhost-user-device with
- *      num_vqs=5) and inflates a page;
+ *   6. C's front-end sets up five queues (QEMU's generic
+ *      vhost-user-test-device with num_vqs=5) and inflates a page;
  *   7. blk D's guest keeps a full queue of 1 MiB writes and reads in
  *      flight on its image (written with O_DSYNC: the disk is busy),
  *      then D's front-end sends SET_VRING_CALL and GET_VRING_BASE, which
@@ -998,7 +998,8 @@ static void attack_held_stats(void)
 #define FIVE_QUEUES 5u
 
 /*
- * QEMU's vhost-user-device (num_vqs=5) does not bound its queues by
+ * QEMU's generic vhost-user-test-device (vhost-user-device before 10.2;
+ * num_vqs=5) does not bound its queues by
  * GET_QUEUE_NUM: at init one SET_VRING_CALL per queue (vhost_virtqueue_init),
  * then for each queue NUM, ADDR, BASE, CALL, KICK and ENABLE. A balloon
  * has four queues at most; the fifth is one the device never uses, and
