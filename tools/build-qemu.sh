@@ -6,9 +6,20 @@
 #     qemu=$(tools/build-qemu.sh)
 #
 # The last line on stdout is the path of the binary; progress goes to stderr.
-# Why: stock QEMU refuses -device vhost-user-device-pci (the balloon needs it)
-# and its vhost-user-base devices cannot use a reconnecting chardev; see the
-# patches' headers and /work/shared/ENVIRONMENT.md.
+# Why, by QEMU version (the patches' headers say more; see also
+# /work/shared/ENVIRONMENT.md):
+#   0001-vhost-user-test-device-names: QEMU 10.0 and 10.1 do not let users
+#     create the generic vhost-user device (the balloon needs it); the patch
+#     makes it creatable under QEMU 10.2's names, vhost-user-test-device(-pci),
+#     keeping the old vhost-user-device(-pci). 10.2 and later need no patch
+#     for this (tools/qemu-generic-device.sh picks the name at run time).
+#   0002-vhost-user-base-reconnect: vhost-user-base devices (vhost-user-rng-pci,
+#     the generic device) cannot use a reconnecting chardev (reconnect-ms):
+#     realize fails, and a back-end restart aborts QEMU. Needed by 10.0 and
+#     10.1, and still by 10.2 and later as far as upstream's source shows
+#     (hw/virtio/vhost-user-base.c, read up to the 10.2 rename and the
+#     shared-memory series after it: realize does not wait for the chardev,
+#     a reconnect does not re-initialise vhost_dev); not tried on 10.2.
 #
 # Cache: ${VIOD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/viod}/qemu/
 #   <source-version>-p<hash>/qemu-system-x86_64, where <source-version> is the
