@@ -105,6 +105,15 @@ struct single_opts {
 	gboolean read_only;
 };
 
+static void single_opts_clear(struct single_opts *o)
+{
+	g_free(o->type);
+	g_free(o->socket_path);
+	g_free(o->fd_arg);
+	g_strfreev(o->device_options);
+	g_free(o->blk_file);
+}
+
 /*
  * The single device, from the program name or --type and its options, or
  * NULL with *err set. argv0_type: the type the program name implies.
@@ -172,7 +181,7 @@ int main(int argc, char **argv)
 	g_auto(GStrv) specs = NULL;
 	g_autofree char *control = NULL;
 	gboolean version = FALSE, print_caps = FALSE;
-	struct single_opts single = { .fd = -1 };
+	struct single_opts single __attribute__((cleanup(single_opts_clear))) = { .fd = -1 };
 	const char *argv0_type;
 	bool single_mode;
 	struct viod_store *store = NULL;
@@ -352,10 +361,5 @@ out:
 		viod_dev_free(dev);
 	}
 	g_ptr_array_free(devs, TRUE);
-	g_free(single.type);
-	g_free(single.socket_path);
-	g_free(single.fd_arg);
-	g_strfreev(single.device_options);
-	g_free(single.blk_file);
 	return status;
 }
