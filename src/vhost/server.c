@@ -312,12 +312,20 @@ int viod_server_listen(struct viod_dev *dev, const char *path, GError **err)
 	return 0;
 }
 
+/* An int socket option, or -1. */
+static int sockopt_int(int fd, int opt)
+{
+	int v = -1;
+	socklen_t len = sizeof(v);
+
+	return getsockopt(fd, SOL_SOCKET, opt, &v, &len) < 0 ? -1 : v;
+}
+
 /* -errno with *err set unless fd is a UNIX stream socket; *listening says which kind. */
 static int check_socket(int fd, bool *listening, GError **err)
 {
-	int domain = 0, type = 0, acc = 0;
-	socklen_t len = sizeof(int);
 	struct stat st;
+	int acc;
 
 	if (fstat(fd, &st) < 0) {
 		int e = errno;
@@ -326,11 +334,9 @@ static int check_socket(int fd, bool *listening, GError **err)
 			    g_strerror(e));
 		return -e;
 	}
-	if (!S_ISSOCK(st.st_mode) ||
-	    getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) < 0 || domain != AF_UNIX ||
-	    (len = sizeof(int), getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0) ||
-	    type != SOCK_STREAM ||
-	    (len = sizeof(int), getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &len) < 0)) {
+	acc = S_ISSOCK(st.st_mode) ? sockopt_int(fd, SO_ACCEPTCONN) : -1;
+	if (acc < 0 || sockopt_int(fd, SO_DOMAIN) != AF_UNIX ||
+	    sockopt_int(fd, SO_TYPE) != SOCK_STREAM) {
 		g_set_error(err, G_FILE_ERROR, G_FILE_ERROR_INVAL,
 			    "fd %d is not a UNIX stream socket", fd);
 		return -ENOTSOCK;

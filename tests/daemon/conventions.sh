@@ -316,6 +316,16 @@ if mode == "listening":
     st = p.wait(timeout=5)
     ms = (time.monotonic() - t) * 1000
     print("served=%d exit=%d ms=%d path_kept=%d" % (ok, st, ms, os.path.exists(path)))
+elif mode == "wrong":
+    # Sockets viod must refuse: datagram, and not UNIX.
+    res = []
+    for fam, typ in ((socket.AF_UNIX, socket.SOCK_DGRAM), (socket.AF_INET, socket.SOCK_STREAM)):
+        s = socket.socket(fam, typ)
+        r = subprocess.run([viod, "--type=rng", "--fd=%d" % s.fileno()], pass_fds=[s.fileno()],
+                           capture_output=True, text=True, timeout=10)
+        res.append("%d:%d" % (r.returncode, "not a UNIX stream socket" in r.stderr))
+        s.close()
+    print(" ".join(res))
 else:
     a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     p = subprocess.Popen([viod, "--type=rng", "--fd=%d" % b.fileno()],
@@ -345,6 +355,10 @@ case $out in
 "reply=1 version_1=1 exit=0 ms="*) ok "--fd (connected): GET_FEATURES answered, exit 0 when the front-end closes" ;;
 *) not_ok "--fd (connected)"; sed 's/^/# /' "$tmp/err" ;;
 esac
+
+out=$(timeout 60 python3 "$tmp/fd.py" wrong "$viod" "$vioguest" - 2>"$tmp/err")
+[ "$out" = "1:1 1:1" ] && ok "--fd refuses a datagram and a TCP socket (exit 1, a message)" ||
+	{ not_ok "--fd refuses a datagram and a TCP socket ($out)"; sed 's/^/# /' "$tmp/err"; }
 
 # ---- bad options: non-zero status and a message on stderr -------------------
 # refuse STATUS DESC CMD...: CMD exits STATUS within 5 s with a "viod: " line.
