@@ -279,6 +279,24 @@ for t in "${types[@]}"; do
 		not_ok "viod-$t: socket left behind"
 done
 
+# SIGTERM while a front-end streams entropy: still exit 0 at once.
+"$tmp/viod-rng" --socket-path="$tmp/busy.sock" 2>"$tmp/busy.err" &
+pid=$!
+pids+=("$pid")
+if wait_socket "$tmp/busy.sock" "$pid"; then
+	"$vioguest" --timeout-ms=2000 --socket "$tmp/busy.sock" rng-stream --seconds 10 \
+		>/dev/null 2>&1 &
+	gpid=$!
+	pids+=("$gpid")
+	sleep 0.5
+	stop "$pid" "viod-rng serving a front-end"
+	kill "$gpid" 2>/dev/null
+	wait "$gpid" 2>/dev/null
+else
+	not_ok "viod-rng serving a front-end: started"
+	sed 's/^/# /' "$tmp/busy.err"
+fi
+
 # --read-only: the disk says so (VIRTIO_BLK_F_RO).
 "$tmp/viod-blk" --socket-path="$tmp/ro.sock" --blk-file="$tmp/disk.img" --read-only \
 	2>"$tmp/ro.err" &
