@@ -144,7 +144,8 @@ static struct viod_dev *single_device(struct single_opts *o, const char *argv0_t
 	}
 	if (!type) {
 		g_set_error(err, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
-			    "--socket-path and --fd need a device type: --type=TYPE, "
+			    "single-device mode (--socket-path, --fd, --device-options, "
+			    "--blk-file, --read-only) needs a device type: --type=TYPE, "
 			    "or run viod as viod-TYPE");
 		return NULL;
 	}
