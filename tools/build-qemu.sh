@@ -41,6 +41,10 @@
 # finds the BIOS and option ROMs of Debian's seabios and qemu-system-data
 # packages by itself: no -L flags and no wrapper script are needed.
 #
+# Devices: the vhost-user front-ends (--enable-vhost-user) and, with
+# --enable-vhost-net, the vhost-user netdev (-netdev vhost-user), so one
+# QEMU carries all four viod devices (a libvirt domain has one emulator).
+#
 # Environment: VIOD_CACHE, XDG_CACHE_HOME (cache root, above); TMPDIR (build
 # tree, about 1.5 GB while building).
 set -euo pipefail
@@ -60,7 +64,7 @@ export DEBIAN_FRONTEND=noninteractive
 # shellcheck disable=SC2054 # commas are not separators here
 configure_args=(--python=/usr/bin/python3 --target-list=x86_64-softmmu
 	--without-default-features --disable-docs --disable-install-blobs
-	--enable-tcg --enable-vhost-user --enable-slirp
+	--enable-tcg --enable-vhost-user --enable-vhost-net --enable-slirp
 	--disable-relocatable
 	--firmwarepath=/usr/share/qemu:/usr/share/seabios:/usr/lib/ipxe/qemu)
 
