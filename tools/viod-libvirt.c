@@ -349,6 +349,42 @@ static void add_reconnect(xmlNode *source)
 	add(source, "reconnect", "enabled", "yes", "timeout", "1", NULL);
 }
 
+/*
+ * Devices in qemu:commandline need a PCI address of their own: QEMU would
+ * give them the first free slot of the root bus, which libvirt has handed
+ * out to its own devices meanwhile. libvirt allocates root-bus slots from
+ * the bottom, so viod's devices take slots from CMDLINE_SLOT0 up.
+ */
+#define CMDLINE_SLOT0 0x10
+#define CMDLINE_SLOT_LAST 0x1d
+
+/* SLOT, or the next one that neither libvirt's <address> elements on
+ * bus 0 nor an earlier addr= in qemu:commandline use. */
+static int next_slot(xmlNode *devices, xmlNode *cmd, xmlNs *qns, int slot)
+{
+	for (; slot <= CMDLINE_SLOT_LAST; slot++) {
+		g_autofree char *hex = g_strdup_printf("0x%02x", slot);
+		g_autofree char *arg = g_strdup_printf(",addr=0x%x", slot);
+		gboolean used = FALSE;
+
+		for (xmlNode *d = devices->children; d && !used; d = d->next) {
+			xmlNode *a = d->type == XML_ELEMENT_NODE ? child(d, "address") : NULL;
+			g_autofree char *b = a ? prop(a, "bus") : NULL, *s = a ? prop(a, "slot") : NULL;
+
+			used = b && s && g_ascii_strtoll(b, NULL, 16) == 0 &&
+			       g_ascii_strtoll(s, NULL, 16) == slot;
+		}
+		for (xmlNode *a = cmd ? cmd->children : NULL; a && !used; a = a->next) {
+			g_autofree char *v = a->ns == qns && is(a, "arg") ? prop(a, "value") : NULL;
+
+			used = v && g_str_has_suffix(v, arg);
+		}
+		if (!used)
+			return slot;
+	}
+	die("no free PCI slot in 0x%x..0x%x for a viod device", CMDLINE_SLOT0, CMDLINE_SLOT_LAST);
+}
+
 static void add_qemu_args(xmlNode *cmdline, xmlNs *qns, const char *a, const char *b)
 {
 	xmlNode *n = xmlNewChild(cmdline, qns, BAD_CAST "arg", NULL);
@@ -394,6 +430,8 @@ static char *edit_domain(const char *domain, const char *text, GPtrArray *w)
 	g_autoptr(viod_meta) m = NULL;
 	g_autofree char *dir = domain_dir(domain), *emulator = NULL, *generic = NULL;
 	xmlNode *root, *devices, *n, *cmd = NULL;
+	const char *bus = "pcie.0";
+	int slot = CMDLINE_SLOT0;
 	xmlNs *qns;
 	xmlChar *out;
 	int len;
@@ -440,6 +478,13 @@ static char *edit_domain(const char *domain, const char *text, GPtrArray *w)
 			if (v[i])
 				xmlNodeSetContent(child_or_new(os, names[i]), BAD_CAST v[i]);
 	}
+	n = child(root, "os");
+	if (n && (n = child(n, "type"))) {
+		g_autofree char *machine = prop(n, "machine");
+
+		if (machine && !strstr(machine, "q35"))
+			bus = "pci.0";
+	}
 	/* vhost-user needs guest RAM that QEMU can pass on: a shared memfd. */
 	remove_children(root, "memoryBacking");
 	n = xmlNewChild(root, NULL, BAD_CAST "memoryBacking", NULL);
@@ -482,20 +527,27 @@ static char *edit_domain(const char *domain, const char *text, GPtrArray *w)
 
 			if (!cmd)
 				cmd = xmlNewChild(root, qns, BAD_CAST "commandline", NULL);
+			if (slot > CMDLINE_SLOT_LAST)
+				die("more than %d viod devices in qemu:commandline",
+				    CMDLINE_SLOT_LAST - CMDLINE_SLOT0 + 1);
+			slot = next_slot(devices, cmd, qns, slot);
 			if (!strcmp(x->type, "rng")) {
-				dev = g_strdup_printf("vhost-user-rng-pci,chardev=%s", chardev);
+				dev = g_strdup_printf("vhost-user-rng-pci,chardev=%s,bus=%s,addr=0x%x",
+						      chardev, bus, slot);
 			} else {
 				if (!generic)
 					generic = generic_device(emulator);
 				/* Inflate, deflate, stats, reporting; config is
 				 * struct virtio_balloon_config (virtio 1.2, 5.5.4). */
 				dev = g_strdup_printf("%s,virtio-id=5,num_vqs=4,config_size=16,"
-						      "chardev=%s", generic, chardev);
+						      "chardev=%s,bus=%s,addr=0x%x", generic, chardev,
+						      bus, slot);
 				remove_children(devices, "memballoon");
 				add(devices, "memballoon", "model", "none", NULL);
 			}
 			add_qemu_args(cmd, qns, "-chardev", chr);
 			add_qemu_args(cmd, qns, "-device", dev);
+			slot++;
 		}
 	}
 	set_metadata(doc, root, m);
@@ -843,6 +895,28 @@ static void check_paths(const char *dir, const struct viod_meta *m)
 	}
 }
 
+/*
+ * Creates RUN_DIR (0755) and lets everyone search it and its parent:
+ * QEMU, not root, must reach the sockets below. libvirtd runs hooks with
+ * umask 077, and viod's default control directory (/run/viod) is 0700;
+ * a search bit lists nothing, and each domain's directory keeps others out.
+ */
+static void open_path(const char *run_dir)
+{
+	g_autofree char *parent = g_path_get_dirname(run_dir);
+	const char *dirs[] = { parent, run_dir };
+	struct stat sb;
+
+	if (g_mkdir_with_parents(run_dir, 0755) < 0)
+		die("%s: %s", run_dir, g_strerror(errno));
+	for (gsize i = 0; i < G_N_ELEMENTS(dirs); i++) {
+		if (stat(dirs[i], &sb) < 0)
+			die("%s: %s", dirs[i], g_strerror(errno));
+		if ((sb.st_mode & 0111) != 0111 && chmod(dirs[i], (sb.st_mode & 07777) | 0111) < 0)
+			die("%s: %s", dirs[i], g_strerror(errno));
+	}
+}
+
 static int cmd_hook(const char *domain, const char *op, const char *sub)
 {
 	g_autoptr(GString) xml = g_string_new(NULL);
@@ -872,8 +946,7 @@ static int cmd_hook(const char *domain, const char *op, const char *sub)
 			die("%s: a supervisor (pid %d) is running already", domain,
 			    (int)read_pid(dir));
 		stop_domain(dir);
-		if (g_mkdir_with_parents(opt.run_dir, 0755) < 0)
-			die("%s: %s", opt.run_dir, g_strerror(errno));
+		open_path(opt.run_dir);
 		/* setgid: the sockets viod creates take the directory's group. */
 		if (mkdir(dir, 0700) < 0 || chown(dir, 0, gid) < 0 || chmod(dir, 02750) < 0)
 			die("%s: %s", dir, g_strerror(errno));
