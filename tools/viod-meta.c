@@ -69,6 +69,7 @@ struct parse_state {
 	char *prefix;           /* "viod:" or "" while inside the element */
 	int depth;              /* elements open inside it */
 	gboolean done;
+	gboolean seen_root;
 };
 
 static const char *attr(const char **names, const char **values, const char *name)
@@ -111,6 +112,11 @@ static void on_start(GMarkupParseContext *ctx, const char *name, const char **na
 		return;
 	if (!st->prefix) {
 		st->prefix = meta_prefix(name, names, values);
+		/* virDomainGetMetadata returns the element without its
+		 * namespace: a root element "viod" can only be ours. */
+		if (!st->prefix && !st->seen_root && !strcmp(name, "viod"))
+			st->prefix = g_strdup("");
+		st->seen_root = TRUE;
 		if (st->prefix) {
 			st->m = viod_meta_new();
 			st->depth = 0;

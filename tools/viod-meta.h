@@ -40,7 +40,8 @@ const struct viod_meta_dev *viod_meta_find(const struct viod_meta *m, const char
 
 /*
  * Parses XML that holds a viod element of VIOD_META_NS anywhere (the
- * element alone, as virDomainGetMetadata returns it, or a whole domain).
+ * element alone, or a whole domain), or whose root is "viod" without a
+ * namespace (virDomainGetMetadata strips it).
  * Returns NULL with *err unset if there is none, NULL with *err set if it
  * is malformed (no control path, a device without id, type, socket or
  * spec, a duplicate id).
