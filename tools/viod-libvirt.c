@@ -53,7 +53,7 @@ static struct {
 	char *qemu_conf;
 	gboolean new_domain, version;
 	int memory;
-	char **rng, **balloon, **blk, **net;
+	char **rng, **balloon, **blk, **net, **net_port;
 } opt = { .memory = 512 };
 
 static G_NORETURN void die(const char *fmt, ...) G_GNUC_PRINTF(1, 2);
@@ -105,6 +105,7 @@ static char *domain_dir(const char *domain)
 struct want {
 	char *type, *id, *socket, *spec;
 	char *mac;              /* net: the interface's address */
+	gboolean host_only;     /* --net-port: a switch port for the host, no interface */
 };
 
 static void want_free(gpointer p)
@@ -205,11 +206,15 @@ static GPtrArray *wanted(const char *domain)
 		const char *type;
 		char **args;
 	} kinds[] = { { "rng", opt.rng }, { "balloon", opt.balloon }, { "blk", opt.blk },
-		      { "net", opt.net } };
+		      { "net", opt.net }, { "net", opt.net_port } };
 
 	for (gsize k = 0; k < G_N_ELEMENTS(kinds); k++)
-		for (int i = 0; kinds[k].args && kinds[k].args[i]; i++)
-			g_ptr_array_add(a, parse_want(domain, kinds[k].type, kinds[k].args[i]));
+		for (int i = 0; kinds[k].args && kinds[k].args[i]; i++) {
+			struct want *w = parse_want(domain, kinds[k].type, kinds[k].args[i]);
+
+			w->host_only = kinds[k].args == opt.net_port;
+			g_ptr_array_add(a, w);
+		}
 	return a;
 }
 
@@ -515,6 +520,8 @@ static char *edit_domain(const char *domain, const char *text, GPtrArray *w)
 			src = add(d, "source", "type", "unix", "path", x->socket, NULL);
 			add_reconnect(src);
 			add(d, "target", "dev", vd, "bus", "virtio", NULL);
+		} else if (!strcmp(x->type, "net") && x->host_only) {
+			/* viod serves it; a host-side program connects. */
 		} else if (!strcmp(x->type, "net")) {
 			d = add(devices, "interface", "type", "vhostuser", NULL);
 			add(d, "mac", "address", x->mac, NULL);
@@ -994,6 +1001,9 @@ int main(int argc, char **argv)
 		  "ID,path=IMAGE[,OPTS]" },
 		{ "net", 0, 0, G_OPTION_ARG_STRING_ARRAY, &opt.net,
 		  "a net device on viod's switch NAME", "ID,switch=NAME[,mac=MAC][,OPTS]" },
+		{ "net-port", 0, 0, G_OPTION_ARG_STRING_ARRAY, &opt.net_port,
+		  "a port of viod's switch NAME for a host program, not the guest",
+		  "ID,switch=NAME[,mac=MAC][,OPTS]" },
 		{ "run-dir", 0, 0, G_OPTION_ARG_FILENAME, &opt.run_dir,
 		  "where the domains' socket directories live (default " VIOD_LIBVIRT_RUNDIR ")",
 		  "DIR" },
