@@ -56,7 +56,7 @@ guest=$("$top/tools/guest/build-guest.sh" | tail -n 1) || { echo "Bail out! no g
 # it can search (not under /root).
 tmp=$(mktemp -d /tmp/viod-libvirt-domain.XXXXXX)
 chmod 0755 "$tmp"
-started_libvirtd="" started_virtlogd="" hook_saved="" defined="" resp_pid=""
+started_libvirtd="" started_virtlogd="" hook_saved="" defined="" defined_net="" resp_pid=""
 
 libvirtd_pid() { local p; p=$(cat /run/libvirtd.pid 2>/dev/null) && kill -0 "$p" 2>/dev/null && echo "$p"; }
 virtlogd_pid() { local p; p=$(cat /run/virtlogd.pid 2>/dev/null) && kill -0 "$p" 2>/dev/null && echo "$p"; }
@@ -71,13 +71,18 @@ cleanup() {
 		virsh destroy "$name" >/dev/null 2>&1
 		virsh undefine "$name" >/dev/null 2>&1
 	fi
+	if [ -n "$defined_net" ]; then
+		virsh destroy "$name-net" >/dev/null 2>&1
+		virsh undefine "$name-net" >/dev/null 2>&1
+	fi
 	if [ "$fails" -gt 0 ]; then
 		[ -s "$tmp/console" ] && tail -n 40 "$tmp/console" | sed 's/^/console: /' >&2
 		[ -s "$rundir/$name.log" ] && sed 's/^/supervisor: /' "$rundir/$name.log" >&2
 		[ -s "$tmp/respond.log" ] && sed 's/^/respond: /' "$tmp/respond.log" >&2
 		tail -n 20 "/var/log/libvirt/qemu/$name.log" 2>/dev/null | sed 's/^/qemu: /' >&2
 	fi
-	rm -f "$rundir/$name.log"
+	[ "$fails" -gt 0 ] && [ -s "$tmp/console-net" ] && tail -n 20 "$tmp/console-net" | sed 's/^/net console: /' >&2
+	rm -f "$rundir/$name.log" "$rundir/$name-net.log"
 	if [ -n "$hook_saved" ]; then
 		if [ "$hook_saved" = none ]; then rm -f "$hook"; else cp -p "$tmp/hook.saved" "$hook"; fi
 	fi
@@ -124,9 +129,15 @@ truncate -s 64M "$tmp/disk.img"
 mac=52:54:00:77:00:02
 net=(--net "n0,switch=lan,mac=$mac" --net-port p0,switch=lan,mac=02:00:00:00:00:01)
 devs=rng,blk,net
+# The patched QEMU may lack the vhost-user netdev (older recipes build it
+# without): then a second domain on the distribution's QEMU, which has it,
+# checks net alone.
+stock=/usr/bin/qemu-system-x86_64
+net_qemu=""
 if ! has_vhost_user_net "$qemu"; then
-	echo "# $qemu has no vhost-user netdev: no net device in the domain"
 	net=() devs=rng,blk
+	has_vhost_user_net "$stock" && net_qemu=$stock
+	echo "# $qemu has no vhost-user netdev: net ${net_qemu:+in a second domain on $net_qemu}${net_qemu:+ }${net_qemu:-not checked}"
 fi
 cat >"$tmp/base.xml" <<XML
 <domain type='qemu'>
@@ -171,7 +182,7 @@ fi
 
 # ---- the guest's checks ----
 # The console file has the serial port's CRLF line ends.
-console() { tr -d '\r' <"$tmp/console" 2>/dev/null; }
+console() { tr -d '\r' <"$tmp/${cfile:-console}" 2>/dev/null; }
 # alive PID: the process exists and is no zombie (the supervisor is
 # reparented to init, which may reap it late).
 alive() { local st; st=$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null); [ -n "$st" ] && [ "$st" != Z ]; }
@@ -179,7 +190,7 @@ wait_console() { # LINE SECONDS: a console line equal to LINE
 	local t0=$SECONDS
 	while ((SECONDS - t0 < $2)); do
 		console | grep -q "^$1\$" && return 0
-		virsh domstate "$name" 2>/dev/null | grep -q running || break
+		virsh domstate "${dom:-$name}" 2>/dev/null | grep -q running || break
 		sleep 0.5
 	done
 	console | grep -q "^$1\$"
@@ -246,4 +257,52 @@ check "the supervisor is gone" eval '! alive "$sup"'
 check "viod is gone" eval '! alive "$new"'
 check "the socket directory is gone" [ ! -e "$ddir" ]
 check "virsh undefine" eval 'virsh undefine "$name" >&2' && defined=""
+
+# ---- net in a domain of its own, on the distribution's QEMU ----
+# net_domain: boots NAME-net with a viod net device on switch lan and a
+# port of it for vioguest net respond; the guest pings through the switch.
+net_domain() {
+	local n2=$name-net d2=$rundir/$name-net dom=$name-net cfile=console-net t
+	sed "s|<name>$name</name>|<name>$n2</name>|; s|$tmp/console|$tmp/console-net|" \
+		"$tmp/base.xml" >"$tmp/base-net.xml"
+	t=$("$vl" xml "$n2" --base "$tmp/base-net.xml" --emulator "$net_qemu" \
+		--kernel "$tmp/vmlinuz" --initrd "$tmp/initrd" \
+		--cmdline "console=ttyS0 panic=-1 quiet viod.devs=net viod.ip=10.77.0.2/24 viod.peer=10.77.0.1 viod.mac=$mac" \
+		--net "n0,switch=lan,mac=$mac" --net-port p0,switch=lan,mac=02:00:00:00:00:01) ||
+		{ not_ok "net domain: viod-libvirt xml"; return; }
+	printf '%s\n' "$t" >"$tmp/domain-net.xml"
+	virsh define "$tmp/domain-net.xml" >&2 && defined_net=1
+	if ! virsh start "$n2" >&2; then
+		not_ok "net domain: virsh start"
+		return
+	fi
+	ok "net domain: virsh start"
+	"$vg" --socket "$d2/p0.sock" net respond --ip 10.77.0.1 --mac 02:00:00:00:00:01 \
+		>"$tmp/respond.log" 2>&1 &
+	resp_pid=$!
+	if wait_console GUEST-READY 240; then
+		ok "net domain: the guest ran its checks"
+	else
+		not_ok "net domain: the guest ran its checks (no GUEST-READY)"
+	fi
+	while IFS= read -r line; do
+		case $line in
+		"ok "*) ok "net domain: guest: ${line#ok [0-9]* - }" ;;
+		"not ok "*) not_ok "net domain: guest: ${line#not ok [0-9]* - }" ;;
+		"# "*) echo "$line" ;;
+		esac
+	done < <(console | sed -n '/^GUEST-READY$/q; /^ok \|^not ok \|^# /p')
+	kill "$resp_pid" 2>/dev/null
+	wait "$resp_pid" 2>/dev/null
+	resp_pid=""
+	t=$(tail -n 1 "$tmp/respond.log")
+	echo "# vioguest net respond: $t"
+	check "net domain: vioguest answered ARP and ICMP ($t)" \
+		eval '[[ $t =~ arp=[1-9].*icmp=[1-9] ]]'
+	check "net domain: virsh destroy" eval 'virsh destroy "$n2" >&2'
+	for _ in $(seq 100); do [ -d "$d2" ] || break; sleep 0.1; done
+	check "net domain: the socket directory is gone" [ ! -e "$d2" ]
+	virsh undefine "$n2" >&2 && defined_net=""
+}
+[ -n "$net_qemu" ] && net_domain
 tap_end
