@@ -885,8 +885,9 @@ static gboolean sockets_ready(const struct viod_meta *m)
 	return TRUE;
 }
 
-/* Every path the metadata names lies in DIR: the hook runs as root on XML
- * that any user allowed to define domains wrote. */
+/* Every socket the metadata names lies in DIR, and each spec is
+ * "TYPE,id=ID,socket=SOCKET[,...]" for its device: the hook runs as root
+ * on XML that any user allowed to define domains wrote. */
 static void check_paths(const char *dir, const struct viod_meta *m)
 {
 	g_autofree char *prefix = g_strconcat(dir, "/", NULL);
@@ -896,9 +897,18 @@ static void check_paths(const char *dir, const struct viod_meta *m)
 	for (guint i = 0; i < m->devices->len; i++) {
 		const struct viod_meta_dev *x = m->devices->pdata[i];
 
+		g_autofree char *head = g_strdup_printf("%s,id=%s,socket=%s", x->type, x->id,
+							x->socket);
+		const char *rest = x->spec + strlen(head);
+
 		if (!g_str_has_prefix(x->socket, prefix) ||
 		    strchr(x->socket + strlen(prefix), '/'))
 			die("device %s: socket %s is not in %s", x->id, x->socket, dir);
+		/* viod gets the spec: it must name the socket checked above. */
+		if (!g_str_has_prefix(x->spec, head) || (*rest && *rest != ',') ||
+		    strstr(rest, ",socket=") || strstr(rest, ",id="))
+			die("device %s: its spec does not start with %s (and name no other "
+			    "id or socket)", x->id, head);
 	}
 }
 

@@ -137,7 +137,11 @@ net_qemu=""
 if ! has_vhost_user_net "$qemu"; then
 	net=() devs=rng,blk
 	has_vhost_user_net "$stock" && net_qemu=$stock
-	echo "# $qemu has no vhost-user netdev: net ${net_qemu:+in a second domain on $net_qemu}${net_qemu:+ }${net_qemu:-not checked}"
+	if [ -n "$net_qemu" ]; then
+		echo "# $qemu has no vhost-user netdev: net in a second domain on $net_qemu"
+	else
+		echo "# neither $qemu nor $stock has the vhost-user netdev: net not checked"
+	fi
 fi
 cat >"$tmp/base.xml" <<XML
 <domain type='qemu'>

@@ -77,6 +77,42 @@ check "--base keeps the devices and adds vdb" eval 'grep -q "dev=\"vdb\"" "$tmp/
 "$vl" xml web1 --base "$tmp/web1.xml" --emulator "$tmp/qemu-none" --rng rng0 >/dev/null 2>&1
 check "--base: a recorded id again is an error (1)" [ $? -eq 1 ]
 
+# ---- the hook, without libvirtd ----
+hookrun=$tmp/run
+printf '<domain><name>plain</name></domain>\n' >"$tmp/plain.xml"
+"$vl" --run-dir "$hookrun" hook plain prepare begin - <"$tmp/plain.xml"
+st=$?
+check "hook: a domain without viod metadata: exit 0, nothing made" \
+	eval '[ $st -eq 0 ] && [ ! -e "$hookrun" ]'
+sed 's|spec="rng,id=rng0,socket=/run/viod/libvirt/web1/rng0.sock"|spec="rng,id=rng0,socket=/tmp/elsewhere.sock"|' \
+	"$tmp/web1.xml" >"$tmp/evil.xml"
+"$vl" --run-dir /run/viod/libvirt hook web1 prepare begin - <"$tmp/evil.xml" 2>"$tmp/err"
+st=$?
+check "hook: a spec naming another socket: exit 1, refused" \
+	eval '[ $st -eq 1 ] && grep -q "spec does not start with" "$tmp/err"'
+if [ "$(id -u)" -eq 0 ]; then
+	# A domain of two devices in a run directory of our own, QEMU's
+	# group taken from a qemu.conf of our own.
+	printf 'group = "root"\n' >"$tmp/qemu.conf"
+	"$vl" --run-dir "$hookrun" xml hk --new --rng rng0 --balloon b0 \
+		--emulator "$tmp/qemu-test-device" >"$tmp/hk.xml"
+	"$vl" --run-dir "$hookrun" --viod "$viod" --qemu-conf "$tmp/qemu.conf" \
+		hook hk prepare begin - <"$tmp/hk.xml"
+	st=$?
+	check "hook prepare begin: exit 0 with every socket there" \
+		eval '[ $st -eq 0 ] && [ -S "$hookrun/hk/rng0.sock" ] && [ -S "$hookrun/hk/b0.sock" ] && [ -S "$hookrun/hk/control" ]'
+	check "hook: the directory is 2750 root:root" [ "$(stat -c '%a %U %G' "$hookrun/hk")" = "2750 root root" ]
+	check "hook: device sockets 0770" [ "$(stat -c %a "$hookrun/hk/rng0.sock")" = 770 ]
+	sup=$(cat "$hookrun/hk/supervisor.pid" 2>/dev/null)
+	check "hook: a supervisor runs, in a session of its own" \
+		eval '[ -n "$sup" ] && [ "$(ps -o sid= -p "$sup" | tr -d " ")" != "$(ps -o sid= -p $$ | tr -d " ")" ]'
+	"$vl" --run-dir "$hookrun" hook hk release end - <"$tmp/hk.xml"
+	st=$?
+	check "hook release end: exit 0, the directory gone" eval '[ $st -eq 0 ] && [ ! -e "$hookrun/hk" ]'
+	st=$(awk '{ print $3 }' "/proc/$sup/stat" 2>/dev/null)
+	check "hook: the supervisor is gone (${st:-no process})" [ -z "$st" -o "$st" = Z ]
+fi
+
 # ---- balloonctl --connect/--domain against a real viod ----
 ctl=$tmp/control
 "$viod" --control "$ctl" --device "balloon,id=b0,socket=$tmp/b0.sock" >"$tmp/viod.log" 2>&1 &
