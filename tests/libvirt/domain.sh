@@ -255,6 +255,14 @@ for _ in $(seq 60); do [ "$(rng_ok)" -ge $((before + 3)) ] && break; sleep 1; do
 check "the guest's rng works after the restart ($((before)) -> $(rng_ok) reads)" \
 	[ "$(rng_ok)" -ge $((before + 3)) ]
 check "the domain still runs" eval 'virsh domstate "$name" | grep -q running'
+# The new viod's balloon starts from its own state: QEMU's generic
+# device reconnects and the guest answers the new target.
+if "$bctl" -c "$uri" -d "$name" set b0 64M --wait --timeout 120 >&2 &&
+	"$bctl" -c "$uri" -d "$name" set b0 0 --wait --timeout 120 >&2; then
+	ok "the balloon inflates and deflates after the restart"
+else
+	not_ok "the balloon inflates and deflates after the restart"
+fi
 
 # ---- virsh destroy: the hook stops viod and cleans up ----
 check "virsh destroy" eval 'virsh destroy "$name" >&2'
