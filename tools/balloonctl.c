@@ -22,6 +22,12 @@
 
 #include "viod-config.h"
 #include "viod/store.h"
+#ifdef VIOD_HAVE_LIBVIRT
+#include <libvirt/libvirt.h>
+#include <libvirt/virterror.h>
+
+#include "viod-meta.h"
+#endif
 
 #define EXIT_RUNTIME 1
 #define EXIT_USAGE 2
@@ -39,6 +45,8 @@ static struct {
 	char *timeout;
 	char *stall;
 	char *guest_memory;
+	char *uri;              /* --connect */
+	char *domain;           /* --domain */
 	gboolean version;
 } opt;
 
@@ -790,9 +798,144 @@ static int cmd_watch(const char *id)
 	return 0;
 }
 
+/* ---- libvirt: a domain's viod, from its metadata (viod-libvirt(1)) ---- */
+
+#ifdef VIOD_HAVE_LIBVIRT
+static void quiet_errors(void *data, virErrorPtr e)
+{
+}
+
+static virConnectPtr libvirt_open(void)
+{
+	virConnectPtr c;
+
+	virSetErrorFunc(NULL, quiet_errors);
+	c = virConnectOpenReadOnly(opt.uri);
+	if (!c)
+		die("cannot connect to %s: %s", opt.uri ? opt.uri : "the default hypervisor",
+		    virGetLastErrorMessage());
+	return c;
+}
+
+/* DOM's viod metadata, or NULL if it has none; dies if it is malformed. */
+static struct viod_meta *domain_meta(virDomainPtr dom)
+{
+	char *xml = virDomainGetMetadata(dom, VIR_DOMAIN_METADATA_ELEMENT, VIOD_META_NS, 0);
+	g_autoptr(GError) err = NULL;
+	struct viod_meta *m;
+
+	if (!xml)
+		return NULL;
+	m = viod_meta_parse(xml, -1, &err);
+	free(xml);
+	if (err)
+		die("%s: %s", virDomainGetName(dom), err->message);
+	return m;
+}
+
+/* Points opt.socket at --domain's control socket. */
+static void resolve_domain(void)
+{
+	virConnectPtr c = libvirt_open();
+	virDomainPtr dom = virDomainLookupByName(c, opt.domain);
+	g_autoptr(viod_meta) m = NULL;
+
+	if (!dom)
+		die("no domain '%s' at %s", opt.domain, virConnectGetURI(c));
+	m = domain_meta(dom);
+	if (!m)
+		die("domain '%s' has no viod devices (no " VIOD_META_NS " metadata; "
+		    "see viod-libvirt(1))", opt.domain);
+	opt.socket = g_strdup(m->control);
+	virDomainFree(dom);
+	virConnectClose(c);
+}
+
+/* Every domain with viod devices: its state, each balloon's target and
+ * actual (from its viod, when that runs). */
+static int cmd_list(void)
+{
+	virConnectPtr c = libvirt_open();
+	virDomainPtr *doms = NULL;
+	g_autoptr(JsonBuilder) b = json_builder_new();
+	int n = virConnectListAllDomains(c, &doms, 0), shown = 0;
+
+	if (n < 0)
+		die("cannot list the domains: %s", virGetLastErrorMessage());
+	json_builder_begin_object(b);
+	json_builder_set_member_name(b, "domains");
+	json_builder_begin_array(b);
+	if (!opt.json)
+		printf("%-16s %-8s %-12s %-24s %s\n", "DOMAIN", "STATE", "BALLOON", "TARGET",
+		       "ACTUAL");
+	for (int i = 0; i < n; i++) {
+		g_autoptr(viod_meta) m = domain_meta(doms[i]);
+		const char *name = virDomainGetName(doms[i]);
+		gboolean running = virDomainIsActive(doms[i]) == 1, any = FALSE;
+		ViodStoreClient *cl = NULL;
+
+		if (!m) {
+			virDomainFree(doms[i]);
+			continue;
+		}
+		shown++;
+		if (running)
+			cl = viod_store_client_connect(m->control, NULL);
+		json_builder_begin_object(b);
+		jset_str(b, "domain", name);
+		jset_str(b, "state", running ? "running" : "shut off");
+		jset_str(b, "control", m->control);
+		json_builder_set_member_name(b, "balloons");
+		json_builder_begin_array(b);
+		for (guint k = 0; k < m->devices->len; k++) {
+			const struct viod_meta_dev *d = m->devices->pdata[k];
+			struct balloon_sizes sz;
+			g_autofree char *t = NULL, *a = NULL;
+
+			if (strcmp(d->type, "balloon"))
+				continue;
+			any = TRUE;
+			json_builder_begin_object(b);
+			jset_str(b, "id", d->id);
+			if (cl) {
+				client = cl;
+				read_sizes(d->id, &sz);
+				client = NULL;
+				jset_sizes(b, &sz);
+				t = g_strdup_printf("%" G_GUINT64_FORMAT " (%s)", sz.target,
+						    human(sz.target * sz.page_size));
+				a = g_strdup_printf("%" G_GUINT64_FORMAT " (%s)", sz.actual,
+						    human(sz.actual * sz.page_size));
+			}
+			json_builder_end_object(b);
+			if (!opt.json)
+				printf("%-16s %-8s %-12s %-24s %s\n", name,
+				       running ? "running" : "off", d->id, t ? t : "-", a ? a : "-");
+		}
+		json_builder_end_array(b);
+		json_builder_end_object(b);
+		if (!any && !opt.json)
+			printf("%-16s %-8s %-12s %-24s %s\n", name, running ? "running" : "off",
+			       "-", "-", "-");
+		if (cl)
+			viod_store_client_free(cl);
+		virDomainFree(doms[i]);
+	}
+	free(doms);
+	json_builder_end_array(b);
+	json_builder_end_object(b);
+	if (opt.json)
+		print_json(b);
+	else if (!shown)
+		puts("no domains with viod devices");
+	virConnectClose(c);
+	return 0;
+}
+#endif
+
 static const char *const commands[][2] = {
 	{ "status", "" }, { "get", "ID" }, { "set", "ID SIZE" }, { "stats", "ID" },
-	{ "watch", "ID" },
+	{ "watch", "ID" }, { "list", "" },
 };
 
 int main(int argc, char **argv)
@@ -812,6 +955,13 @@ int main(int argc, char **argv)
 		  "S" },
 		{ "guest-memory", 'g', 0, G_OPTION_ARG_STRING, &opt.guest_memory,
 		  "set: leave the guest SIZE of memory (instead of SIZE)", "SIZE" },
+#ifdef VIOD_HAVE_LIBVIRT
+		{ "connect", 'c', 0, G_OPTION_ARG_STRING, &opt.uri,
+		  "libvirt connection URI, for --domain and list (default: libvirt's)", "URI" },
+		{ "domain", 'd', 0, G_OPTION_ARG_STRING, &opt.domain,
+		  "the viod of this libvirt domain (its control socket from the domain's "
+		  "metadata)", "NAME" },
+#endif
 		{ "version", 'V', 0, G_OPTION_ARG_NONE, &opt.version,
 		  "Print the version and exit", NULL },
 		{ NULL },
@@ -836,6 +986,8 @@ int main(int argc, char **argv)
 		"  set ID --guest-memory SIZE   ... so that it keeps SIZE\n"
 		"  stats ID          the guest's memory statistics\n"
 		"  watch ID          print the device's keys as they change, until interrupted\n"
+		"  list              (-c URI) every libvirt domain with viod devices, and\n"
+		"                    its balloons' target and actual\n"
 		"\n"
 		"SIZE is pages (\"65536\"), or bytes with a unit: B, K, M, G or T (powers\n"
 		"of 1024, e.g. \"512M\", \"1.5GiB\"); bytes are rounded up to whole pages.\n"
@@ -855,7 +1007,16 @@ int main(int argc, char **argv)
 		if (!strcmp(cmd, commands[i][0]))
 			nargs = 1 + (commands[i][1][0] != '\0') + (strchr(commands[i][1], ' ') != NULL);
 	if (!nargs)
-		usage("unknown command '%s' (status, get, set, stats, watch)", cmd);
+		usage("unknown command '%s' (status, get, set, stats, watch, list)", cmd);
+#ifdef VIOD_HAVE_LIBVIRT
+	if (opt.domain && opt.socket)
+		usage("--domain and --socket both name the control socket: give one");
+	if (!strcmp(cmd, "list") && (opt.domain || opt.socket))
+		usage("list: every domain of --connect; no --domain or --socket");
+#else
+	if (!strcmp(cmd, "list"))
+		usage("list: this balloonctl was built without libvirt");
+#endif
 	if (!strcmp(cmd, "set") && opt.guest_memory)
 		nargs--;
 	if ((guint)argc - 1 < nargs)
@@ -883,6 +1044,12 @@ int main(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
+#ifdef VIOD_HAVE_LIBVIRT
+	if (!strcmp(cmd, "list"))
+		return cmd_list();
+	if (opt.domain)
+		resolve_domain();
+#endif
 	connect_or_die();
 	if (!strcmp(cmd, "status"))
 		rc = cmd_status();

@@ -30,6 +30,9 @@ pkgs=(build-essential pkg-config clang llvm libclang-rt-14-dev
       busybox-static kmod cpio python3 python3-jsonschema ninja-build bc
       dpdk-dev iproute2)
 bp_pkgs=(meson qemu-system-x86 qemu-utils qemu-block-extra)
+# libvirt 11.3 from backports, the match for backports' QEMU 10: the libvirt
+# glue (viod-libvirt, its hook) and balloonctl --connect/--domain.
+bp_pkgs+=(libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients libvirt-dev)
 
 missing=()
 for p in "${pkgs[@]}" "${bp_pkgs[@]}"; do
@@ -38,6 +41,10 @@ done
 # QEMU must be 10.x from backports, not bookworm's 7.2.
 if command -v qemu-system-x86_64 >/dev/null; then
 	qemu-system-x86_64 --version | grep -q 'version \(9\|1[0-9]\)\.' || missing+=(qemu-system-x86)
+fi
+# libvirt must be 11.x from backports, not bookworm's 9.0.
+if dpkg-query -W -f='${Version}' libvirt-dev 2>/dev/null | grep -q '^[0-9]\.'; then
+	missing+=(libvirt-dev)
 fi
 
 if [ "${#missing[@]}" -gt 0 ] || [ -n "${need_update:-}" ]; then

@@ -13,6 +13,7 @@
  * print one line "vioguest: ..." on stderr.
  */
 #include <endian.h>
+#include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -28,6 +29,7 @@
 #include "guest/frontend.h"
 #include "guest/ld.h"
 #include "guest/vioif.h"
+#include "guest/vioif-respond.h"
 #include "guest/viomb.h"
 #include "guest/viornd.h"
 
@@ -1917,15 +1919,93 @@ static int net_pingpong(int argc, char **argv)
 	return 0;
 }
 
+/* A host on the port: answers ARP and ICMP echo for --ip as --mac. */
+static int net_respond(int argc, char **argv)
+{
+	g_autofree char *ip_s = NULL, *mac_s = NULL;
+	int timeout_ms = -1;
+	GOptionEntry entries[] = {
+		{ "ip", 0, 0, G_OPTION_ARG_STRING, &ip_s, "IPv4 address to answer for (required)",
+		  "A.B.C.D" },
+		{ "mac", 0, 0, G_OPTION_ARG_STRING, &mac_s,
+		  "Our MAC (default 02:00:00:00:00:01)", "MAC" },
+		{ "timeout-ms", 0, 0, G_OPTION_ARG_INT, &timeout_ms,
+		  "Stop after T ms without a frame (default: at SIGINT/SIGTERM)", "T" },
+		{ NULL },
+	};
+	g_autofree uint8_t *buf = g_malloc(VIOIF_MAX_RX_BUF_SIZE);
+	g_autofree uint8_t *reply = g_malloc(VIOIF_FRAME_MAX);
+	struct vioif_responder resp = { .mac = { 0x02, 0, 0, 0, 0, 0x01 } };
+	uint64_t arps = 0, echos = 0, ignored = 0;
+	struct in_addr addr;
+	struct sigaction sa;
+	struct viod_fe fe;
+	struct vioif sc;
+	int64_t idle_since;
+	int r;
+
+	net_parse("respond", "- answer ARP and ICMP echo for an address: arp=N icmp=N ignored=N",
+		  entries, false, argc, argv);
+	if (!ip_s || inet_pton(AF_INET, ip_s, &addr) != 1)
+		die(EXIT_USAGE, "net respond: --ip A.B.C.D is required");
+	memcpy(resp.ip, &addr, 4);
+	if (mac_s && !vioif_parse_mac(mac_s, resp.mac))
+		die(EXIT_USAGE, "net respond: bad --mac '%s'", mac_s);
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_stop_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	net_attach(&fe, &sc);
+	idle_since = now_ns();
+	while (!stop_signal) {
+		enum vioif_respond_kind kind;
+		unsigned int qp;
+		size_t len, n;
+
+		r = vioif_recv(&sc, buf, VIOIF_MAX_RX_BUF_SIZE, &len, &qp, 100);
+		if (r < 0)
+			fe_die(&fe, r, "net respond: recv");
+		if (r == 0) {
+			if (timeout_ms >= 0 && now_ns() - idle_since >= (int64_t)timeout_ms * 1000000)
+				break;
+			continue;
+		}
+		idle_since = now_ns();
+		n = vioif_respond(&resp, buf, len, reply, VIOIF_FRAME_MAX, &kind);
+		if (!n) {
+			ignored++;
+			continue;
+		}
+		r = vioif_send(&sc, qp, reply, n);
+		if (r < 0)
+			fe_die(&fe, r, "net respond: send");
+		if (kind == VIOIF_RESPOND_ARP)
+			arps++;
+		else
+			echos++;
+		verbose("net respond: %s reply, %zu bytes", kind == VIOIF_RESPOND_ARP ? "ARP" :
+			"ICMP echo", n);
+	}
+	r = vioif_tx_drain(&sc, g.timeout_ms);
+	if (r < 0)
+		fe_die(&fe, r, "net respond: drain");
+	printf("arp=%" PRIu64 " icmp=%" PRIu64 " ignored=%" PRIu64 "\n", arps, echos, ignored);
+	fflush(stdout);
+	net_finish(&fe, &sc);
+	return 0;
+}
+
 static const struct action net_actions[] = {
 	{ "info", net_info },
 	{ "send", net_send },
 	{ "recv", net_recv },
 	{ "echo", net_echo },
 	{ "pingpong", net_pingpong },
+	{ "respond", net_respond },
 };
 
-#define NET_ACTIONS "info, send, recv, echo, pingpong"
+#define NET_ACTIONS "info, send, recv, echo, pingpong, respond"
 
 static int cmd_net(int argc, char **argv)
 {
@@ -1994,6 +2074,7 @@ int main(int argc, char **argv)
 		"      echo [--count N] [--timeout-ms T]\n"
 		"      pingpong --count N [--size B | --size-min B --size-max B] [--window W]\n"
 		"               [--timeout-ms T] [--dst MAC] [--src MAC]\n"
+		"      respond --ip A.B.C.D [--mac MAC] [--timeout-ms T]\n"
 		"\n'vioguest COMMAND --help' describes a command's options.\n"
 		"Exit status: 0 success, 1 runtime failure, 2 bad arguments.\n");
 	/* Stop at the command: its options belong to it. */
