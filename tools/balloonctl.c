@@ -890,7 +890,7 @@ static int cmd_list(void)
 		for (guint k = 0; k < m->devices->len; k++) {
 			const struct viod_meta_dev *d = m->devices->pdata[k];
 			struct balloon_sizes sz;
-			g_autofree char *t = NULL, *a = NULL;
+			g_autofree char *t = NULL, *a = NULL, *th = NULL, *ah = NULL;
 
 			if (strcmp(d->type, "balloon"))
 				continue;
@@ -902,10 +902,10 @@ static int cmd_list(void)
 				read_sizes(d->id, &sz);
 				client = NULL;
 				jset_sizes(b, &sz);
-				t = g_strdup_printf("%" G_GUINT64_FORMAT " (%s)", sz.target,
-						    human(sz.target * sz.page_size));
-				a = g_strdup_printf("%" G_GUINT64_FORMAT " (%s)", sz.actual,
-						    human(sz.actual * sz.page_size));
+				th = human(sz.target * sz.page_size);
+				ah = human(sz.actual * sz.page_size);
+				t = g_strdup_printf("%" G_GUINT64_FORMAT " (%s)", sz.target, th);
+				a = g_strdup_printf("%" G_GUINT64_FORMAT " (%s)", sz.actual, ah);
 			}
 			json_builder_end_object(b);
 			if (!opt.json)

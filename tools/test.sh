@@ -65,13 +65,13 @@ suite() { # DIR: build and test one configuration
 	count_results "$dir"
 }
 
-if setup build -Dwerror=true -Dbuildtype=debugoptimized; then
+if setup build -Dwerror=true -Dbuildtype=debugoptimized -Dlibvirt=enabled; then
 	suite build
 else
 	failed=$((failed + 1))
 fi
 
-if CC=clang setup build-asan -Dwerror=true -Dbuildtype=debug -Db_sanitize=address,undefined \
+if CC=clang setup build-asan -Dwerror=true -Dbuildtype=debug -Db_sanitize=address,undefined -Dlibvirt=enabled \
 	-Db_lundef=false -Dfuzzing=true; then
 	suite build-asan
 	# Bounded fuzzing on top of the seed replays meson already ran.

@@ -368,7 +368,6 @@ static void add_reconnect(xmlNode *source)
 static int next_slot(xmlNode *devices, xmlNode *cmd, xmlNs *qns, int slot)
 {
 	for (; slot <= CMDLINE_SLOT_LAST; slot++) {
-		g_autofree char *hex = g_strdup_printf("0x%02x", slot);
 		g_autofree char *arg = g_strdup_printf(",addr=0x%x", slot);
 		gboolean used = FALSE;
 
