@@ -552,6 +552,18 @@ static void on_stop_signal(int sig)
 	stop_signal = sig;
 }
 
+/* SIGINT and SIGTERM set stop_signal: long-running actions end cleanly. */
+static void catch_stop_signals(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_stop_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+}
+
 static const struct feature_name balloon_features[] = {
 	{ "must-tell-host", VIOMB_F_MUST_TELL_HOST },
 	{ "stats", VIOMB_F_STATS_VQ },
@@ -673,7 +685,6 @@ static int cmd_balloon(int argc, char **argv)
 	g_autoptr(GOptionContext) ctx =
 		g_option_context_new("- run the viomb(4) balloon driver");
 	struct balloon_run br = { .deadline = -1 };
-	struct sigaction sa;
 	struct viomb_opts o;
 	struct viod_fe fe;
 	struct viomb sc;
@@ -705,11 +716,7 @@ static int cmd_balloon(int argc, char **argv)
 	o.touch_memory = touch;
 	o.ack_timeout_ms = g.timeout_ms;
 
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_stop_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
+	catch_stop_signals();
 
 	fe_start(&fe);
 	r = viomb_attach(&sc, &fe, &o);
@@ -1785,7 +1792,6 @@ static int net_echo(int argc, char **argv)
 	};
 	g_autofree uint8_t *buf = g_malloc(VIOIF_MAX_RX_BUF_SIZE);
 	uint64_t count = 0, echoed = 0, bytes = 0, skipped = 0;
-	struct sigaction sa;
 	struct viod_fe fe;
 	struct vioif sc;
 	int64_t idle_since;
@@ -1797,11 +1803,7 @@ static int net_echo(int argc, char **argv)
 		count = u64_arg("count", count_s, 1, UINT64_MAX);
 	if (timeout_ms < -1)
 		die(EXIT_USAGE, "--timeout-ms: expected >= 0, got %d", timeout_ms);
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_stop_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
+	catch_stop_signals();
 	net_attach(&fe, &sc);
 	idle_since = now_ns();
 	while (!stop_signal && (count == 0 || echoed < count)) {
@@ -1938,7 +1940,6 @@ static int net_respond(int argc, char **argv)
 	struct vioif_responder resp = { .mac = { 0x02, 0, 0, 0, 0, 0x01 } };
 	uint64_t arps = 0, echos = 0, ignored = 0;
 	struct in_addr addr;
-	struct sigaction sa;
 	struct viod_fe fe;
 	struct vioif sc;
 	int64_t idle_since;
@@ -1951,11 +1952,7 @@ static int net_respond(int argc, char **argv)
 	memcpy(resp.ip, &addr, 4);
 	if (mac_s && !vioif_parse_mac(mac_s, resp.mac))
 		die(EXIT_USAGE, "net respond: bad --mac '%s'", mac_s);
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_stop_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
+	catch_stop_signals();
 	net_attach(&fe, &sc);
 	idle_since = now_ns();
 	while (!stop_signal) {
