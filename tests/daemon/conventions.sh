@@ -288,7 +288,11 @@ if wait_socket "$tmp/busy.sock" "$pid"; then
 		>/dev/null 2>&1 &
 	gpid=$!
 	pids+=("$gpid")
-	sleep 0.5
+	# Until viod has accepted the front-end (an established socket on its path).
+	for _ in $(seq 100); do
+		ss -xH 2>/dev/null | grep -q "$tmp/busy.sock" && break
+		sleep 0.05
+	done
 	stop "$pid" "viod-rng serving a front-end"
 	kill "$gpid" 2>/dev/null
 	wait "$gpid" 2>/dev/null

@@ -102,7 +102,8 @@ if [ ! -f "$hook" ] || [ "$(cat "$hook")" != "$want" ]; then
 	p=$(libvirtd_pid) && { echo "# restarting libvirtd ($p) so that it sees the hook"; stop_pid "$p"; }
 fi
 if ! virtlogd_pid >/dev/null; then
-	virtlogd -d && sleep 0.2
+	virtlogd -d
+	for _ in $(seq 100); do virtlogd_pid >/dev/null && break; sleep 0.1; done
 	started_virtlogd=$(virtlogd_pid)
 fi
 if ! libvirtd_pid >/dev/null; then
@@ -249,7 +250,8 @@ for _ in $(seq 100); do
 	sleep 0.1
 done
 check "the supervisor started viod again (pid ${new:-none})" [ -n "$new" ]
-sleep 3 # the guest may be inside a read that the dead viod had
+# A read the dead viod had may take a while to come back: the deadline
+# below covers it.
 before=$(rng_ok)
 for _ in $(seq 60); do [ "$(rng_ok)" -ge $((before + 3)) ] && break; sleep 1; done
 check "the guest's rng works after the restart ($((before)) -> $(rng_ok) reads)" \
